@@ -1,0 +1,31 @@
+"""Benchmarks: the problems a fine-tuned model is scored on, and how each is turned into a program."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Problem:
+    task_id: str
+    prompt: str
+    test: str
+    entry_point: str
+    reference: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Benchmark(Protocol):
+    name: str
+
+    def load(self, options: Mapping[str, Any]) -> list[Problem]:
+        """Return the problems. ``options`` is this benchmark's entry in ``evaluate.benchmark_options``."""
+
+    def instruction(self, problem: Problem) -> str:
+        """The instruction the model answers, placed in the paper's Alpaca prompt."""
+
+    def program(self, problem: Problem, code: str) -> str:
+        """A complete Python program: the model's code followed by the problem's tests."""

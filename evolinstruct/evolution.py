@@ -1,0 +1,155 @@
+"""The evolution round loop, as published (WizardLM section 3; WizardCoder section 3.1).
+
+Each round, every instruction in the pool is evolved once with a heuristic drawn per record and
+round, the evolved instruction is answered by the same LLM, and the elimination filters judge the
+pair. A passing evolution replaces its parent in the pool; a failing one is recorded with its
+reasons and its parent goes back into the pool unchanged. Every attempt is kept.
+
+Requests go through `RequestRunner`, which answers from the durable request cache when it can and
+stores each new answer before it is used, so an interrupted run never pays twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+from .backends import Backend, Completion, Sampling
+from .filters import Candidate, Filter
+from .heuristics import Heuristic, draw
+from .progress import Progress
+from .records import Record, Rejection, evolved_record
+from .request_cache import RequestCache, request_key
+
+
+@dataclass
+class RoundStats:
+    round: int
+    attempted: int = 0
+    kept: int = 0
+    eliminated: int = 0
+    failed: int = 0
+    requests_sent: int = 0
+    cache_hits: int = 0
+    request_failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    rejections: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A request that got no answer; its record is marked failed with this reason."""
+
+    reason: str
+
+
+class RequestRunner:
+    """Answers prompts from the cache or the backend, caching every new answer before use."""
+
+    def __init__(self, backend: Backend, cache: RequestCache, sampling: Sampling) -> None:
+        self.backend, self.cache, self.sampling = backend, cache, sampling
+        self.model = backend.config.model
+
+    async def run(self, label: str, prompts: Sequence[str], sample: int, stats: RoundStats) -> list[Completion | Failure]:
+        keys = [request_key(self.backend.name, self.model, self.sampling, p, sample) for p in prompts]
+        results: dict[str, Completion | Failure] = {}
+        for key in dict.fromkeys(keys):  # identical prompts are paid for once
+            hit = self.cache.get(key)
+            if hit is not None:
+                results[key] = hit
+        hits = sum(1 for k in keys if k in results)
+        stats.cache_hits += hits
+        todo = [k for k in dict.fromkeys(keys) if k not in results]
+        prompt_of = dict(zip(keys, prompts, strict=True))
+        progress = Progress(label, len(keys))
+        progress.done = hits
+        progress.add("cache hits", hits)
+
+        def on_done(index: int, outcome: Completion | BaseException) -> None:
+            key = todo[index]
+            if isinstance(outcome, Completion):
+                self.cache.put(key, self.backend.name, self.model, outcome)
+                results[key] = outcome
+                stats.prompt_tokens += outcome.prompt_tokens
+                stats.completion_tokens += outcome.completion_tokens
+            else:
+                results[key] = Failure(f"{type(outcome).__name__}: {outcome}"[:500])
+                stats.request_failures += 1
+                progress.add("failed")
+            stats.requests_sent += 1
+            progress.advance(keys.count(key))
+
+        if todo:
+            await self.backend.complete_many([prompt_of[k] for k in todo], self.sampling, on_done)
+        else:
+            progress.emit()
+        return [results[k] for k in keys]
+
+
+async def evolve_round(
+    pool: Sequence[Record],
+    round: int,
+    heuristics: Sequence[Heuristic],
+    weights: Mapping[str, float],
+    seed: int,
+    runner: RequestRunner,
+    filters: Sequence[Filter],
+) -> tuple[list[Record], list[Record], RoundStats]:
+    """Run one round over `pool`. Returns (every attempt, the next pool, the round's stats)."""
+    stats = RoundStats(round=round, attempted=len(pool))
+    backend, model = runner.backend.name, runner.model
+    drawn = [draw(heuristics, weights, seed, parent.id, round) for parent in pool]
+
+    evolutions = await runner.run(
+        f"round {round} evolve", [h.render(p.instruction) for h, p in zip(drawn, pool, strict=True)], round, stats
+    )
+    instructions = [e.text.strip() if isinstance(e, Completion) else "" for e in evolutions]
+    answerable = [i for i, e in enumerate(evolutions) if isinstance(e, Completion) and instructions[i]]
+    answers_list = await runner.run(f"round {round} answer", [instructions[i] for i in answerable], round, stats)
+    answers: dict[int, Completion | Failure] = dict(zip(answerable, answers_list, strict=True))
+
+    # Rule filters first: the LLM judge is only paid for evolutions that pass every free rule.
+    rejections: dict[int, list[Rejection]] = {}
+    candidates: dict[int, Candidate] = {}
+    for i, answer in answers.items():
+        if isinstance(answer, Completion):
+            candidates[i] = Candidate(pool[i].instruction, instructions[i], answer.text.strip(), answer.finish_reason)
+            rejections[i] = [r for f in filters if f.judge_prompt(candidates[i]) is None
+                             for r in [f.check(candidates[i], None)] if r]
+    for f in (f for f in filters if any(f.judge_prompt(c) is not None for c in candidates.values())):
+        asked = [i for i, c in candidates.items() if not rejections[i] and f.judge_prompt(c) is not None]
+        verdicts = await runner.run(
+            f"round {round} judge:{f.name}", [f.judge_prompt(candidates[i]) or "" for i in asked], round, stats
+        )
+        for i, verdict in zip(asked, verdicts, strict=True):
+            if isinstance(verdict, Failure):
+                answers[i] = verdict  # the judge never answered: the evolution failed, not eliminated
+                continue
+            rejection = f.check(candidates[i], verdict.text)
+            if rejection:
+                rejections[i].append(rejection)
+
+    attempts: list[Record] = []
+    next_pool: list[Record] = []
+    for i, parent in enumerate(pool):
+        outcome = evolutions[i] if isinstance(evolutions[i], Failure) else answers.get(i)
+        response = outcome.text.strip() if isinstance(outcome, Completion) else ""
+        if outcome is None:
+            status, reasons = "failed", [Rejection("empty_evolution", "the evolver returned an empty instruction")]
+        elif isinstance(outcome, Failure):
+            status, reasons = "failed", [Rejection("request_failed", outcome.reason)]
+        elif rejections.get(i):
+            status, reasons = "eliminated", rejections[i]
+        else:
+            status, reasons = "kept", []
+        record = evolved_record(parent, round, drawn[i].name, instructions[i], response, backend, model, status, reasons)
+        attempts.append(record)
+        next_pool.append(record if status == "kept" else parent)
+        setattr(stats, status, getattr(stats, status) + 1)
+        for reason in reasons:
+            stats.rejections[reason.rule] = stats.rejections.get(reason.rule, 0) + 1
+    return attempts, next_pool, stats

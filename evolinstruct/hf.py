@@ -1,0 +1,114 @@
+"""Loading and batched generation with Hugging Face transformers, shared by the transformers
+evolver backend, the SFT stage and the evaluate stage.
+
+A model is named by a local folder or a hub id; a hub id should come with a pinned `revision`
+(a commit sha) so runs are reproducible. Heavy imports happen here, lazily.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def is_local(name_or_path: str) -> bool:
+    return Path(name_or_path).exists()
+
+
+def load_tokenizer(name_or_path: str, revision: str = "") -> Any:
+    from transformers import AutoTokenizer
+
+    kwargs = {} if is_local(name_or_path) or not revision else {"revision": revision}
+    return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+
+
+def load_model(name_or_path: str, revision: str = "", device: str = "auto", dtype: str = "auto") -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device = pick_device(device)
+    if dtype == "auto":
+        torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    else:
+        torch_dtype = getattr(torch, dtype)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    if revision and not is_local(name_or_path):
+        kwargs["revision"] = revision
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+    return model.to(device).eval()
+
+
+@dataclass(frozen=True)
+class Generated:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_p: float | None = None,
+    batch_size: int = 8,
+    seed: int = 0,
+) -> list[Generated]:
+    """Generate one completion per prompt, in length-sorted batches with left padding."""
+    import torch
+
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: list[Generated | None] = [None] * len(prompts)
+    device = next(model.parameters()).device
+    eos = tokenizer.eos_token_id
+    for start in range(0, len(order), max(1, batch_size)):
+        chunk = order[start : start + batch_size]
+        batch = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True).to(device)
+        sampling: dict[str, Any] = {"do_sample": temperature > 0}
+        if temperature > 0:
+            sampling["temperature"] = temperature
+            sampling["top_p"] = top_p if top_p is not None else 1.0
+            torch.manual_seed(seed + start)
+        with torch.no_grad():
+            out = model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=eos,
+                **sampling,
+            )
+        width = batch["input_ids"].shape[1]
+        for row, i in enumerate(chunk):
+            new = out[row, width:].tolist()
+            ended = eos in new
+            if ended:
+                new = new[: new.index(eos)]
+            results[i] = Generated(
+                text=tokenizer.decode(new, skip_special_tokens=True),
+                finish_reason="stop" if ended else "length",
+                prompt_tokens=int(batch["attention_mask"][row].sum()),
+                completion_tokens=len(new) + int(ended),
+            )
+    return [r for r in results if r is not None]
+
+
+def quiet_transformers() -> None:
+    """Keep stage logs readable: no per-call advisory warnings from transformers."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

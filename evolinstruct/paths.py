@@ -1,0 +1,18 @@
+"""Where each stage reads and writes, relative to the DVC project root (dvc.yaml uses the same paths)."""
+
+from pathlib import Path
+
+RAW = Path("data/raw")
+SEED = Path("data/seed/seed.jsonl")
+EVOLVED = Path("data/evolved")
+ELIMINATED = Path("data/eliminated")
+KEPT = ELIMINATED / "kept.jsonl"
+REMOVED = ELIMINATED / "removed.jsonl"
+MERGED = Path("data/merged")
+TRAIN_JSONL = MERGED / "train.jsonl"
+TRAIN_DATASET = MERGED / "dataset"
+SFT_MODEL = Path("models/sft")
+EVAL = Path("data/eval")
+METRICS = Path("metrics")
+PLOTS = Path("plots")
+STATE = Path(".evolinstruct")  # caches and checkpoints: not DVC outputs, never holds secrets

@@ -1,0 +1,181 @@
+"""Stage `sft`: fine-tune the base model on the merged set with TRL's SFTTrainer, in the paper's format.
+
+Runs unchanged on a laptop CPU, one GPU, or many GPUs under `accelerate launch` (with the DeepSpeed
+configs in configs/). Resumes from its last checkpoint when interrupted. Writes models/sft/ (weights,
+tokenizer, training_config.json), metrics/sft.json and plots/sft_loss.json.
+
+Params: the `sft` group. Paper defaults (WizardCoder): lr 2e-5, 3 epochs, max length 2048,
+30 warmup steps, cosine schedule, global batch 512.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from evolinstruct import paths
+from evolinstruct.atomic import write_json
+from evolinstruct.errors import EvolError
+from evolinstruct.params import read_group
+from evolinstruct.stage import run_stage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SFTParams:
+    #: A hub id (pin `revision` to a commit sha for reproducibility) or a local folder.
+    base_model: str = "bigcode/starcoder"
+    revision: str = ""
+    learning_rate: float = 2e-5
+    epochs: float = 3.0
+    #: Stop after this many optimizer steps (-1 = run all epochs); for smoke tests and demos.
+    max_steps: int = -1
+    max_length: int = 2048
+    warmup_steps: int = 30
+    lr_scheduler: str = "cosine"
+    #: Target global batch = per-device batch x gradient accumulation x world size; the stage derives
+    #: the accumulation from it.
+    global_batch_size: int = 512
+    per_device_batch_size: int = 4
+    weight_decay: float = 0.0
+    #: "auto" = bf16 on GPUs that support it, else fp16 on GPU (the paper's), fp32 on CPU.
+    precision: str = "auto"
+    gradient_checkpointing: bool = True
+    logging_steps: int = 10
+    save_steps: int = 200
+    seed: int = 42
+    #: A DeepSpeed JSON config (configs/zero2.json, configs/zero3.json); empty = none.
+    deepspeed: str = ""
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def accumulation_steps(params: SFTParams, devices: int) -> int:
+    """Gradient accumulation that brings per-device batch x devices closest to the global batch."""
+    per_step = params.per_device_batch_size * devices
+    return max(1, round(params.global_batch_size / per_step))
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def precision_flags(precision: str) -> dict[str, bool]:
+    import torch
+
+    if precision not in {"auto", "bf16", "fp16", "fp32"}:
+        raise EvolError(f"params.yaml: sft.precision: expected auto, bf16, fp16 or fp32, got {precision!r}")
+    if not torch.cuda.is_available():
+        return {"use_cpu": True, "bf16": False, "fp16": False}
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def checkpointing_flag(config_class: type, enabled: bool) -> dict[str, bool]:
+    """transformers 5 renamed gradient_checkpointing to activation_checkpointing; use what exists."""
+    fields = getattr(config_class, "__dataclass_fields__", {})
+    return {"activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing": enabled}
+
+
+def main() -> None:
+    params = read_group(SFTParams, "sft")
+    from evolinstruct import hf
+
+    hf.quiet_transformers()
+    import datasets
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTConfig, SFTTrainer
+
+    from evolinstruct.sft_data import tokenize_dataset
+
+    devices = world_size()
+    accumulation = accumulation_steps(params, devices)
+    effective = params.per_device_batch_size * devices * accumulation
+    log.info("global batch %d = %d per device x %d devices x %d accumulation steps (target %d)",
+             effective, params.per_device_batch_size, devices, accumulation, params.global_batch_size)
+
+    data_hash = file_hash(paths.TRAIN_JSONL)
+    tokenizer = hf.load_tokenizer(params.base_model, params.revision)
+    model = hf.load_model(params.base_model, params.revision, device="cpu", dtype="float32")
+    dataset = tokenize_dataset(datasets.load_from_disk(str(paths.TRAIN_DATASET), keep_in_memory=True), tokenizer, params.max_length)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # safe: labels are explicit, EOS is never masked
+
+    resolved = {**asdict(params), "accumulation_steps": accumulation, "effective_global_batch_size": effective,
+                "world_size": devices, "train_data_sha256": data_hash, "train_examples": len(dataset)}
+    run_id = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:12]
+    checkpoints = paths.STATE / "sft-checkpoints" / run_id
+    config = SFTConfig(
+        output_dir=str(checkpoints),
+        per_device_train_batch_size=params.per_device_batch_size,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=params.learning_rate,
+        num_train_epochs=params.epochs,
+        max_steps=params.max_steps,
+        warmup_steps=params.warmup_steps,
+        lr_scheduler_type=params.lr_scheduler,
+        weight_decay=params.weight_decay,
+        adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8,
+        **checkpointing_flag(SFTConfig, params.gradient_checkpointing),
+        logging_steps=params.logging_steps,
+        save_steps=params.save_steps,
+        save_total_limit=2,
+        seed=params.seed,
+        max_length=params.max_length,
+        dataset_kwargs={"skip_prepare_dataset": True},
+        report_to=[],
+        deepspeed=params.deepspeed or None,
+        disable_tqdm=True,
+        **precision_flags(params.precision),
+    )
+    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.exists() else None
+    if last:
+        log.info("resuming from %s", last)
+    started = time.monotonic()
+    result = trainer.train(resume_from_checkpoint=last)
+    wall = time.monotonic() - started
+
+    staging = paths.SFT_MODEL.with_name(".sft.staging")
+    trainer.save_model(str(staging))  # every rank: ZeRO-3 gathers the 16-bit weights here
+    if not trainer.is_world_process_zero():
+        return
+    tokenizer.save_pretrained(str(staging))
+    write_json(staging / "training_config.json", resolved)
+    if paths.SFT_MODEL.exists():
+        shutil.rmtree(paths.SFT_MODEL)
+    os.replace(staging, paths.SFT_MODEL)
+
+    steps = trainer.state.global_step
+    mean_length = sum(len(ids) for ids in dataset["input_ids"]) / max(1, len(dataset))
+    tokens = steps * min(effective, len(dataset)) * mean_length  # tokens the optimizer steps consumed
+    losses = [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e]
+    write_json(paths.PLOTS / "sft_loss.json", losses)
+    write_json(paths.METRICS / "sft.json", {
+        "train_loss": round(result.training_loss, 6),
+        "steps": steps,
+        "wall_time_s": round(wall, 2),
+        "tokens_per_s": round(tokens / wall, 1) if wall > 0 else 0.0,
+        "effective_global_batch_size": effective,
+        "train_examples": len(dataset),
+    })
+    shutil.rmtree(checkpoints, ignore_errors=True)  # the run finished: its checkpoints are spent
+    log.info("saved the fine-tuned model to %s after %d steps in %.1fs", paths.SFT_MODEL, steps, wall)
+
+
+if __name__ == "__main__":
+    run_stage("sft", main)
