@@ -57,7 +57,7 @@ DEPTH_TEMPLATE = (
     "'#The Given Prompt#', '#Rewritten Prompt#', 'given prompt' and 'rewritten prompt' are not allowed to "
     "appear in #Rewritten Prompt#\n"
     "#The Given Prompt#: \n"
-    "{question}\n"
+    "{instruction}\n"
     "#Rewritten Prompt#:\n"
 )
 
@@ -84,7 +84,7 @@ BREADTH_TEMPLATE = (
     "'#Given Prompt#', '#Created Prompt#', 'given prompt' and 'created prompt' are not allowed to appear in "
     "#Created Prompt#\n"
     "#Given Prompt#: \n"
-    "{question}\n"
+    "{instruction}\n"
     "#Created Prompt#:\n"
 )
 

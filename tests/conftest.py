@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from evolinstruct.registry import get_registry, reset_registry
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """A fresh process-wide registry, with plugin env vars cleared; forgotten afterwards."""
+    monkeypatch.delenv("EVOLINSTRUCT_DISABLE_PLUGINS", raising=False)
+    monkeypatch.delenv("EVOLINSTRUCT_STRICT_PLUGINS", raising=False)
+    reset_registry()
+    yield get_registry()
+    reset_registry()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    from evolinstruct.tiny import build_tiny_model
+
+    corpus = [json.loads(line)["output"] for line in (REPO / "evolinstruct/demo_data/seed.jsonl").read_text().splitlines()]
+    corpus += ["Below is an instruction that describes a task.", "### Instruction:", "### Response:"]
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", corpus * 4, seed=3)
