@@ -7,7 +7,8 @@ code asks the plugin registry (`evolinstruct.registry.get_registry()`) for that 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 

@@ -3,11 +3,11 @@
 import asyncio
 
 import pytest
+from evolinstruct.plugins.api_backends import AnthropicBackend, OpenAIBackend, OpenAICompatibleBackend
+from loopback import FakeLLMServer
 
 from evolinstruct.backends import EvolverConfig, Sampling
 from evolinstruct.errors import MissingSecretError
-from evolinstruct.plugins.api_backends import AnthropicBackend, OpenAIBackend, OpenAICompatibleBackend
-from loopback import FakeLLMServer
 
 SAMPLING = Sampling(temperature=1.0, top_p=0.9, max_tokens=64)
 
@@ -59,7 +59,8 @@ def test_anthropic_messages_wire_format(monkeypatch):
     assert (out.prompt_tokens, out.completion_tokens) == (13, 5)
     body = server.requests[-1]
     assert body["max_tokens"] == 64 and body["top_p"] == 0.9 and "temperature" not in body
-    assert server.headers[-1]["x-api-key"] == "sk-ant-test"
+    sent = server.headers[-1]  # older SDKs send x-api-key, newer ones a bearer token
+    assert sent.get("x-api-key") == "sk-ant-test" or sent.get("authorization") == "Bearer sk-ant-test"
 
 
 def test_openai_compatible_server_needs_an_address_not_a_key(monkeypatch):

@@ -2,10 +2,10 @@ import re
 from collections import Counter
 
 import pytest
-
 from conftest import SHARED
-from evolinstruct.heuristics import draw
 from plugins_under_test import heuristics as builtin
+
+from evolinstruct.heuristics import draw
 
 REFERENCE = SHARED / "reference/evol-instruct.md"
 

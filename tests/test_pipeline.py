@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from evolinstruct.demo import dvc_env, run_demo
 from evolinstruct.records import read_records
 
