@@ -4,6 +4,7 @@ import inspect
 import re
 
 from conftest import REPO
+
 from evolinstruct import hookspecs
 
 
