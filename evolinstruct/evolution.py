@@ -115,16 +115,22 @@ async def evolve_round(
     # Rule filters first: the LLM judge is only paid for evolutions that pass every free rule.
     rejections: dict[int, list[Rejection]] = {}
     candidates: dict[int, Candidate] = {}
+    questions: dict[tuple[int, int], str] = {}  # (filter index, candidate index) -> judge prompt
     for i, answer in answers.items():
         if isinstance(answer, Completion):
             candidates[i] = Candidate(pool[i].instruction, instructions[i], answer.text.strip(), answer.finish_reason)
-            rejections[i] = [r for f in filters if f.judge_prompt(candidates[i]) is None
-                             for r in [f.check(candidates[i], None)] if r]
-    for f in (f for f in filters if any(f.judge_prompt(c) is not None for c in candidates.values())):
-        asked = [i for i, c in candidates.items() if not rejections[i] and f.judge_prompt(c) is not None]
-        verdicts = await runner.run(
-            f"round {round} judge:{f.name}", [f.judge_prompt(candidates[i]) or "" for i in asked], round, stats
-        )
+            rejections[i] = []
+            for n, f in enumerate(filters):
+                question = f.judge_prompt(candidates[i])
+                if question is not None:
+                    questions[n, i] = question
+                elif rejection := f.check(candidates[i], None):
+                    rejections[i].append(rejection)
+    for n, f in enumerate(filters):
+        asked = [i for i in candidates if (n, i) in questions and not rejections[i]]
+        if not asked:
+            continue
+        verdicts = await runner.run(f"round {round} judge:{f.name}", [questions[n, i] for i in asked], round, stats)
         for i, verdict in zip(asked, verdicts, strict=True):
             if isinstance(verdict, Failure):
                 answers[i] = verdict  # the judge never answered: the evolution failed, not eliminated
