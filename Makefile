@@ -27,7 +27,7 @@ test-fast: setup
 	$(BIN)/pytest -m 'not slow'
 
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,7 +1,11 @@
-"""`make bench`: run the benchmarks and write their results to bench/results/.
+"""`make bench`: run the benchmarks and write their results to bench/results/<name>.json.
 
-demo: wall time of the offline demo pipeline, cold (a fresh project: tiny models built, every stage
-run) and warm (a second `dvc repro` that must run nothing).
+    python bench/run.py            # all
+    python bench/run.py evolve     # some (make bench BENCH="evolve eliminate")
+
+demo:    wall time of the offline demo pipeline, cold (a fresh project: tiny models built, every
+         stage run) and warm (a second `dvc repro` that must run nothing).
+evolve:  request throughput and fault tolerance against the loopback server (bench/evolve.py).
 """
 
 from __future__ import annotations
@@ -30,13 +34,28 @@ def bench_demo() -> dict:
     return {"cold_s": round(cold, 1), "noop_repro_s": round(warm, 1), "target_s": 600}
 
 
-def main() -> None:
+def bench_evolve() -> dict:
+    sys.path.insert(0, str(REPO / "bench"))
+    from evolve import bench_evolve as run
+
+    return run()
+
+
+BENCHES = {"demo": bench_demo, "evolve": bench_evolve}
+
+
+def main(argv: list[str]) -> None:
+    names = argv or list(BENCHES)
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        sys.exit(f"bench: unknown benchmark {unknown[0]!r}; known: {', '.join(BENCHES)}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     machine = {"python": platform.python_version(), "cpus": __import__("os").cpu_count(), "machine": platform.machine()}
-    result = {"machine": machine, **bench_demo()}
-    (RESULTS / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    for name in names:
+        result = {"machine": machine, **BENCHES[name]()}
+        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(f"bench/results/{name}.json:", json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main(sys.argv[1:])

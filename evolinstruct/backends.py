@@ -1,16 +1,21 @@
 """Evolver backends: the base class plugins subclass, and the `evolver` params group.
 
 A backend turns prompts into completions. API backends implement `complete` (one request) and
-inherit `complete_many`, which runs requests concurrently under `evolver.max_concurrency`;
-local backends override `complete_many` to batch. Keys come from the environment only.
+`classify` (which errors are worth retrying), and inherit `complete_many`, which sends requests
+through `dispatch` (concurrency, RPM/TPM limits, timeouts, retries, budget). Backends with a
+provider batch API also implement `submit_batch` / `poll_batch` / `batch_results` for
+`evolver.mode: batch`. Local backends override `complete_many` to batch on the device.
+Keys come from the environment only.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import ClassVar
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from .dispatch import Control, Retry
 
 
 @dataclass
@@ -29,8 +34,30 @@ class EvolverConfig:
     top_p: float | None = 0.9
     max_tokens: int = 2048
     frequency_penalty: float = 0.0
+    #: "online": one request per prompt. "batch": the provider's batch API (OpenAI Batch, Anthropic
+    #: Message Batches; half the price, results within 24 h), resumable across restarts.
+    mode: str = "online"
+    #: Client-side limits, requests and tokens per minute (0 = none). Tokens count the prompt
+    #: (estimated) plus max_tokens, as the providers count them.
+    rpm: float = 0
+    tpm: float = 0
+    #: Hard wall-clock limit of one request attempt, in seconds.
     request_timeout: float = 600.0
+    #: Retries of a request after 429, 5xx, timeouts and malformed bodies (jittered exponential
+    #: backoff from retry_base_delay up to retry_max_delay; a longer retry-after is honoured).
     max_retries: int = 6
+    retry_base_delay: float = 1.0
+    retry_max_delay: float = 60.0
+    #: USD per million tokens, by model: {model: {input: ..., output: ...}}.
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Price factor in batch mode (both providers charge half).
+    batch_discount: float = 0.5
+    #: Stop cleanly, keeping every answer so far, before this run's spend could pass this (USD).
+    #: 0 = no cap. Needs a price for the model.
+    budget_usd: float = 0.0
+    #: Batch mode: seconds between status polls, and the most requests per submitted batch.
+    batch_poll_seconds: float = 30.0
+    batch_max_requests: int = 10000
     #: The stage fails (after writing everything it has) when more than this share of records failed.
     max_failure_share: float = 0.05
     #: SQLite file of answered requests; reruns and resumes never pay for them twice.
@@ -65,14 +92,23 @@ class Completion:
     completion_tokens: int = 0
 
 
-class RequestFailed(Exception):
-    """A request that could not be answered after the backend's retries."""
+@dataclass(frozen=True)
+class BatchStatus:
+    """A provider batch as last polled: `ended` once no more results will come (completed,
+    expired, cancelled or failed); `done` of `total` requests have finished either way."""
+
+    ended: bool
+    done: int = 0
+    total: int = 0
+    state: str = ""
 
 
 class Backend:
     """Base class for evolver backends (see the `register_backends` hook)."""
 
     name: ClassVar[str] = ""
+    #: True when the backend implements the batch methods below.
+    supports_batch: ClassVar[bool] = False
 
     def __init__(self, config: EvolverConfig) -> None:
         self.config = config
@@ -83,27 +119,53 @@ class Backend:
     async def complete(self, prompt: str, sampling: Sampling) -> Completion:
         raise NotImplementedError(f"backend '{self.name}' implements neither complete nor complete_many")
 
+    def classify(self, error: BaseException) -> Retry | None:
+        """Say whether `error` (raised by `complete`) is worth retrying: a `Retry` (with the server's
+        retry-after, if any) or None for errors that would fail again (bad request, auth).
+        The base class retries connection errors and malformed bodies."""
+        from .dispatch import MalformedResponse, Retry
+
+        if isinstance(error, MalformedResponse | ConnectionError):
+            return Retry()
+        return None
+
+    def control(self) -> Control:
+        """How `complete_many` sends requests when the caller does not say: from `evolver` params."""
+        from .dispatch import Control, RateLimiter, RetryPolicy
+
+        c = self.config
+        return Control(
+            concurrency=c.max_concurrency,
+            policy=RetryPolicy(c.max_retries, c.retry_base_delay, c.retry_max_delay, c.request_timeout),
+            limiter=RateLimiter(c.rpm, c.tpm) if c.rpm or c.tpm else None,
+        )
+
     async def complete_many(
         self,
         prompts: Sequence[str],
         sampling: Sampling,
         on_done: Callable[[int, Completion | BaseException], None],
+        control: Control | None = None,
     ) -> None:
         """Answer every prompt, calling ``on_done(index, completion_or_error)`` as each finishes.
 
         Errors are passed to `on_done`, never raised: one bad request must not stop the others.
         """
-        limit = asyncio.Semaphore(max(1, self.config.max_concurrency))
+        from .dispatch import dispatch
 
-        async def one(index: int, prompt: str) -> None:
-            async with limit:
-                try:
-                    result: Completion | BaseException = await self.complete(prompt, sampling)
-                except Exception as exc:  # reported per record, with the reason
-                    result = exc
-            on_done(index, result)
+        await dispatch(self, prompts, sampling, on_done, control or self.control())
 
-        await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
+    async def submit_batch(self, requests: Sequence[tuple[str, str]], sampling: Sampling) -> str:
+        """Submit `(custom_id, prompt)` pairs as one provider batch and return its id."""
+        raise NotImplementedError(f"backend '{self.name}' has no batch API")
+
+    async def poll_batch(self, batch_id: str) -> BatchStatus:
+        """The batch's current status."""
+        raise NotImplementedError(f"backend '{self.name}' has no batch API")
+
+    async def batch_results(self, batch_id: str) -> dict[str, Completion]:
+        """The answers of an ended batch by custom_id; failed and expired requests are absent."""
+        raise NotImplementedError(f"backend '{self.name}' has no batch API")
 
     async def aclose(self) -> None:
         """Release clients and models."""

@@ -72,6 +72,23 @@ def demo(project: Path, source: Path) -> None:
     click.echo(f"demo finished in {seconds:.0f}s; explore it with: cd {project} && dvc metrics show && dvc plots show")
 
 
+@cli.command()
+@click.option("--params", "params_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("params.yaml"),
+              show_default=True, help="The params file to estimate.")
+@click.option("--seeds", "seed_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("data/seed/seed.jsonl"), show_default=True, help="Seed records (the seed stage's output).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def estimate(params_path: Path, seed_path: Path, as_json: bool) -> None:
+    """Print the requests, tokens and cost the evolve stage will need, before anything is paid."""
+    import json
+
+    from .estimate import estimate as run_estimate
+    from .estimate import render
+
+    result = run_estimate(params_path, seed_path)
+    click.echo(json.dumps(result.to_json(), indent=2) if as_json else render(result))
+
+
 def main() -> None:
     cli(prog_name="evol")
 

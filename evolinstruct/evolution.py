@@ -11,10 +11,15 @@ stores each new answer before it is used, so an interrupted run never pays twice
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 from .backends import Backend, Completion, Sampling
+from .batching import run_batches
+from .cost import BudgetExhausted, Price
+from .dispatch import Control, estimate_tokens
+from .errors import EvolError
 from .filters import Candidate, Filter
 from .heuristics import Heuristic, draw
 from .progress import Progress
@@ -31,13 +36,20 @@ class RoundStats:
     failed: int = 0
     requests_sent: int = 0
     cache_hits: int = 0
+    retries: int = 0
     request_failures: int = 0
+    batch_requests: int = 0
+    budget_refused: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: USD paid for the requests sent in this run (cache hits cost nothing); 0 without a price.
+    cost_usd: float = 0.0
     rejections: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
-        return asdict(self)
+        data = asdict(self)
+        data["cost_usd"] = round(self.cost_usd, 6)
+        return data
 
 
 @dataclass(frozen=True)
@@ -47,47 +59,113 @@ class Failure:
     reason: str
 
 
-class RequestRunner:
-    """Answers prompts from the cache or the backend, caching every new answer before use."""
+class BudgetReached(EvolError):
+    """The budget cap stopped the run; everything answered so far is cached."""
 
-    def __init__(self, backend: Backend, cache: RequestCache, sampling: Sampling) -> None:
+
+class RequestRunner:
+    """Answers prompts from the cache or the backend, caching every new answer before use.
+
+    Identical prompts in one call are paid for once. New requests go through the backend's
+    `complete_many` (online) or the provider's batch API (`evolver.mode: batch`, with per-request
+    fallback for whatever a batch did not answer), under the rate limits, retries and budget of
+    `control`.
+    """
+
+    def __init__(self, backend: Backend, cache: RequestCache, sampling: Sampling,
+                 control: Control | None = None, price: Price | None = None) -> None:
         self.backend, self.cache, self.sampling = backend, cache, sampling
         self.model = backend.config.model
+        self.control = control or backend.control()
+        self.price = price
+        self.batch = backend.config.mode == "batch"
 
     async def run(self, label: str, prompts: Sequence[str], sample: int, stats: RoundStats) -> list[Completion | Failure]:
         keys = [request_key(self.backend.name, self.model, self.sampling, p, sample) for p in prompts]
         results: dict[str, Completion | Failure] = {}
-        for key in dict.fromkeys(keys):  # identical prompts are paid for once
+        for key in dict.fromkeys(keys):
             hit = self.cache.get(key)
             if hit is not None:
                 results[key] = hit
         hits = sum(1 for k in keys if k in results)
         stats.cache_hits += hits
-        todo = [k for k in dict.fromkeys(keys) if k not in results]
         prompt_of = dict(zip(keys, prompts, strict=True))
+        todo = {k: prompt_of[k] for k in dict.fromkeys(keys) if k not in results}
+        copies = {k: keys.count(k) for k in todo}
         progress = Progress(label, len(keys))
         progress.done = hits
         progress.add("cache hits", hits)
 
-        def on_done(index: int, outcome: Completion | BaseException) -> None:
-            key = todo[index]
-            if isinstance(outcome, Completion):
-                self.cache.put(key, self.backend.name, self.model, outcome)
-                results[key] = outcome
-                stats.prompt_tokens += outcome.prompt_tokens
-                stats.completion_tokens += outcome.completion_tokens
+        def answered(key: str, completion: Completion, discount: float = 1.0) -> None:
+            self.cache.put(key, self.backend.name, self.model, completion)
+            results[key] = completion
+            stats.requests_sent += 1
+            stats.prompt_tokens += completion.prompt_tokens
+            stats.completion_tokens += completion.completion_tokens
+            if self.price:
+                stats.cost_usd += self.price.cost(completion.prompt_tokens, completion.completion_tokens) * discount
+            progress.advance(copies[key])
+
+        def failed(key: str, error: BaseException) -> None:
+            results[key] = Failure(f"{type(error).__name__}: {error}"[:500])
+            if isinstance(error, BudgetExhausted):
+                stats.budget_refused += 1
+                progress.add("not sent (budget)")
             else:
-                results[key] = Failure(f"{type(outcome).__name__}: {outcome}"[:500])
+                stats.requests_sent += 1
                 stats.request_failures += 1
                 progress.add("failed")
-            stats.requests_sent += 1
-            progress.advance(keys.count(key))
+            progress.advance(copies[key])
 
+        def retried(error: BaseException) -> None:
+            stats.retries += 1
+            progress.add("retries")
+
+        control = dataclasses.replace(self.control, on_retry=retried)
+        if todo and self.batch and self.backend.supports_batch:
+            discount = self.backend.config.batch_discount
+
+            def batch_answer(key: str, completion: Completion) -> None:
+                stats.batch_requests += 1
+                answered(key, completion, discount)
+
+            leftovers = await run_batches(self.backend, self.cache, todo, self.sampling, batch_answer, progress,
+                                          admit=self._admit_batch(todo, failed))
+            todo = {k: todo[k] for k in leftovers}
         if todo:
-            await self.backend.complete_many([prompt_of[k] for k in todo], self.sampling, on_done)
-        else:
+            order = list(todo)
+
+            def on_done(index: int, outcome: Completion | BaseException) -> None:
+                if isinstance(outcome, Completion):
+                    answered(order[index], outcome)
+                else:
+                    failed(order[index], outcome)
+
+            await self.backend.complete_many([todo[k] for k in order], self.sampling, on_done, control)
+        elif not keys or hits == len(keys):
             progress.emit()
         return [results[k] for k in keys]
+
+    def _admit_batch(self, todo: Mapping[str, str], failed: Callable[[str, BaseException], None]):
+        """Hold back, in order, the batch requests whose worst-case cost would pass the budget."""
+        budget = self.control.budget
+
+        def admit(keys: list[str]) -> list[str]:
+            if budget is None:
+                return keys
+            admitted = []
+            for key in keys:
+                # The reservation is kept for the rest of the run: a conservative upper bound,
+                # since batch answers are only charged when the batch ends.
+                try:
+                    budget.reserve(estimate_tokens(todo[key]), self.sampling.max_tokens)
+                except BudgetExhausted as exc:
+                    failed(key, exc)
+                    continue
+                admitted.append(key)
+            return admitted
+
+        return admit
 
 
 async def evolve_round(

@@ -3,7 +3,9 @@
 Each answer is committed to SQLite (WAL journal) before the pipeline uses it: a run killed at any
 moment, even with SIGKILL, resumes by re-sending only the requests that never got an answer.
 The key is a hash of (backend, model, sampling params, prompt, sample index); the cache holds
-prompts and answers, never keys or headers.
+prompts and answers, never keys or headers. Batch mode also records each submitted provider batch
+(its id and the request keys in it) the moment it is accepted, so a restarted run polls the batch it
+already paid for instead of submitting another.
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ CREATE TABLE IF NOT EXISTS answers (
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
     created REAL NOT NULL DEFAULT (julianday('now'))
+);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    keys TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'open',
+    created REAL NOT NULL DEFAULT (julianday('now'))
 )
 """
 
@@ -47,7 +57,7 @@ class RequestCache:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
-        self._db.execute(_SCHEMA)
+        self._db.executescript(_SCHEMA)
 
     def get(self, key: str) -> Completion | None:
         with self._lock:
@@ -64,6 +74,24 @@ class RequestCache:
                 (key, backend, model, completion.text, completion.finish_reason,
                  completion.prompt_tokens, completion.completion_tokens),
             )
+
+    def add_batch(self, batch_id: str, backend: str, model: str, keys: list[str]) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO batches (batch_id, backend, model, keys) VALUES (?, ?, ?, ?)",
+                             (batch_id, backend, model, json.dumps(keys)))
+
+    def open_batches(self, backend: str, model: str) -> dict[str, list[str]]:
+        """Submitted batches whose results were not collected yet: {batch_id: request keys}."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT batch_id, keys FROM batches WHERE backend = ? AND model = ? AND state = 'open' ORDER BY created",
+                (backend, model),
+            ).fetchall()
+        return {batch_id: json.loads(keys) for batch_id, keys in rows}
+
+    def close_batch(self, batch_id: str, state: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE batches SET state = ? WHERE batch_id = ?", (state, batch_id))
 
     def __len__(self) -> int:
         with self._lock:

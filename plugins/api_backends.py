@@ -1,21 +1,30 @@
 """Built-in API backends: OpenAI (Chat Completions), Anthropic (Messages), and any OpenAI-compatible
 server by base URL (vLLM, TGI, Ollama, llama.cpp).
 
-The real SDK clients are used; they retry 429 (honouring retry-after), 5xx and timeouts with
-jittered exponential backoff, `evolver.max_retries` times. Keys come from the environment only
-and are never logged, cached or written to params.
+The real SDK clients are used, with their own retries switched off: core `dispatch` retries 429
+(honouring retry-after), 5xx, timeouts and malformed bodies with jittered exponential backoff, so
+every attempt passes the RPM/TPM limiter and is counted. Both providers' batch APIs are
+supported (`evolver.mode: batch`). Keys come from the environment only and are never logged,
+cached or written to params.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Sequence
+from email.utils import parsedate_to_datetime
+from types import ModuleType
 from typing import Any
 
-from evolinstruct.backends import Backend, Completion, EvolverConfig, Sampling
+from evolinstruct.backends import Backend, BatchStatus, Completion, EvolverConfig, Sampling
+from evolinstruct.dispatch import MalformedResponse, Retry
 from evolinstruct.errors import MissingSecretError
 from evolinstruct.hookspecs import hookimpl
 
 DEMO_HINT = "or run the offline demo, which needs no key: make demo"
+#: HTTP statuses worth retrying: timeout, conflict, rate limit, and every server error (529 = overloaded).
+RETRY_STATUSES = {408, 409, 429}
 
 
 def _key_from_env(config: EvolverConfig, default_env: str, required: bool) -> str | None:
@@ -30,10 +39,35 @@ def _key_from_env(config: EvolverConfig, default_env: str, required: bool) -> st
     return key
 
 
-class OpenAIBackend(Backend):
-    name = "openai"
-    key_env = "OPENAI_API_KEY"
-    key_required = True
+def retry_after_seconds(headers: Any) -> float | None:
+    """Seconds from `retry-after-ms` or `retry-after` (seconds or an HTTP date), if present."""
+    if headers is None:
+        return None
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        try:
+            from datetime import datetime, timezone
+
+            return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
+class SDKBackend(Backend):
+    """What the OpenAI and Anthropic backends share: a lazily built async SDK client (the import
+    is heavy), key checks, and error classification over the SDKs' common exception names."""
+
+    key_env: str = ""
+    key_required: bool = True
 
     def __init__(self, config: EvolverConfig) -> None:
         super().__init__(config)
@@ -42,54 +76,144 @@ class OpenAIBackend(Backend):
     def check_ready(self) -> None:
         _key_from_env(self.config, self.key_env, self.key_required)
 
+    def sdk(self) -> ModuleType:
+        raise NotImplementedError
+
+    def make_client(self, api_key: str | None) -> Any:
+        raise NotImplementedError
+
     def client(self) -> Any:
         if self._client is None:
-            from openai import AsyncOpenAI
-
-            self._client = AsyncOpenAI(
-                api_key=_key_from_env(self.config, self.key_env, self.key_required) or "unused",
-                base_url=self.config.base_url or None,  # None: the SDK default, honouring OPENAI_BASE_URL
-                timeout=self.config.request_timeout,
-                max_retries=self.config.max_retries,
-            )
+            self._client = self.make_client(_key_from_env(self.config, self.key_env, self.key_required))
         return self._client
 
-    def sampling_args(self, sampling: Sampling) -> dict[str, Any]:
-        args: dict[str, Any] = {"temperature": sampling.temperature, "max_tokens": sampling.max_tokens}
-        if sampling.top_p is not None:
-            args["top_p"] = sampling.top_p
-        if sampling.frequency_penalty:
-            args["frequency_penalty"] = sampling.frequency_penalty
-        return args
+    def client_options(self) -> dict[str, Any]:
+        return {
+            "base_url": self.config.base_url or None,  # None: the SDK default, honouring *_BASE_URL
+            "timeout": self.config.request_timeout,
+            "max_retries": 0,  # core dispatch retries, through the rate limiter
+        }
 
-    async def complete(self, prompt: str, sampling: Sampling) -> Completion:
-        response = await self.client().chat.completions.create(
-            model=self.config.model,
-            messages=[{"role": "user", "content": prompt}],
-            **self.sampling_args(sampling),
-        )
-        if not response.choices:
-            raise ValueError("the response has no choices")
-        choice = response.choices[0]
-        usage = response.usage
-        return Completion(
-            text=choice.message.content or "",
-            finish_reason=choice.finish_reason or "stop",
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-        )
+    def classify(self, error: BaseException) -> Retry | None:
+        sdk = self.sdk()
+        if isinstance(error, sdk.APIStatusError):
+            status = error.status_code
+            if status in RETRY_STATUSES or status >= 500:
+                return Retry(retry_after_seconds(error.response.headers))
+            return None
+        if isinstance(error, sdk.APIConnectionError | sdk.APIResponseValidationError | json.JSONDecodeError):
+            return Retry()  # timeouts are APIConnectionError subclasses
+        return super().classify(error)
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
 
 
+class OpenAIBackend(SDKBackend):
+    name = "openai"
+    key_env = "OPENAI_API_KEY"
+    supports_batch = True
+
+    def sdk(self) -> ModuleType:
+        import openai
+
+        return openai
+
+    def make_client(self, api_key: str | None) -> Any:
+        return self.sdk().AsyncOpenAI(api_key=api_key or "unused", **self.client_options())
+
+    def body(self, prompt: str, sampling: Sampling) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": sampling.temperature,
+            "max_tokens": sampling.max_tokens,
+        }
+        if sampling.top_p is not None:
+            body["top_p"] = sampling.top_p
+        if sampling.frequency_penalty:
+            body["frequency_penalty"] = sampling.frequency_penalty
+        return body
+
+    @staticmethod
+    def parse(response: Any) -> Completion:
+        """A Completion from a Chat Completions response (an SDK object or a batch line's dict)."""
+        get = (lambda obj, key: obj.get(key)) if isinstance(response, dict) else getattr
+        choices = get(response, "choices")
+        if not choices:
+            raise MalformedResponse("the response has no choices")
+        choice = choices[0]
+        message = get(choice, "message")
+        content = get(message, "content") if message is not None else None
+        if not isinstance(content, str):
+            raise MalformedResponse("the response's message has no text content")
+        usage = get(response, "usage")
+        return Completion(
+            text=content,
+            finish_reason=get(choice, "finish_reason") or "stop",
+            prompt_tokens=(get(usage, "prompt_tokens") or 0) if usage else 0,
+            completion_tokens=(get(usage, "completion_tokens") or 0) if usage else 0,
+        )
+
+    async def complete(self, prompt: str, sampling: Sampling) -> Completion:
+        # The SDK client's documented raw `post`, not `chat.completions.create`: the same request,
+        # auth, headers and errors, without re-validating a body we built ourselves or building
+        # pydantic models we would discard. That halves the client's CPU per request, which is
+        # what limits throughput at high concurrency.
+        response = await self.client().post("/chat/completions", cast_to=object, body=self.body(prompt, sampling))
+        if not isinstance(response, dict):
+            raise MalformedResponse(f"expected a JSON object, got {type(response).__name__}")
+        return self.parse(response)
+
+    async def submit_batch(self, requests: Sequence[tuple[str, str]], sampling: Sampling) -> str:
+        lines = (
+            json.dumps({"custom_id": cid, "method": "POST", "url": "/v1/chat/completions",
+                        "body": self.body(prompt, sampling)}, ensure_ascii=False)
+            for cid, prompt in requests
+        )
+        data = ("\n".join(lines) + "\n").encode("utf-8")
+        upload = await self.client().files.create(file=("evolinstruct-batch.jsonl", data), purpose="batch")
+        batch = await self.client().batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h",
+            metadata={"created_by": "evolinstruct"},
+        )
+        return batch.id
+
+    async def poll_batch(self, batch_id: str) -> BatchStatus:
+        batch = await self.client().batches.retrieve(batch_id)
+        counts = batch.request_counts
+        done = (counts.completed + counts.failed) if counts else 0
+        ended = batch.status in ("completed", "expired", "cancelled", "failed")
+        return BatchStatus(ended, done, counts.total if counts else 0, batch.status)
+
+    async def batch_results(self, batch_id: str) -> dict[str, Completion]:
+        batch = await self.client().batches.retrieve(batch_id)
+        if not batch.output_file_id:  # failed, or expired before anything finished
+            return {}
+        content = await self.client().files.content(batch.output_file_id)
+        results: dict[str, Completion] = {}
+        for line in content.text.splitlines():
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            response = item.get("response") or {}
+            if item.get("error") or response.get("status_code") != 200:
+                continue  # left for the per-request fallback
+            try:
+                results[item["custom_id"]] = self.parse(response.get("body") or {})
+            except MalformedResponse:
+                continue
+        return results
+
+
 class OpenAICompatibleBackend(OpenAIBackend):
-    """A self-hosted OpenAI-compatible server: `evolver.base_url` is required, a key is optional."""
+    """A self-hosted OpenAI-compatible server: `evolver.base_url` is required, a key is optional.
+    Batch mode is not offered: self-hosted servers rarely implement the Batch API."""
 
     name = "openai_compatible"
-    key_env = "OPENAI_API_KEY"
     key_required = False
+    supports_batch = False
 
     def check_ready(self) -> None:
         if not (self.config.base_url or os.environ.get("OPENAI_BASE_URL")):
@@ -99,55 +223,77 @@ class OpenAICompatibleBackend(OpenAIBackend):
             )
 
 
-class AnthropicBackend(Backend):
+class AnthropicBackend(SDKBackend):
     name = "anthropic"
     key_env = "ANTHROPIC_API_KEY"
+    supports_batch = True
 
-    def __init__(self, config: EvolverConfig) -> None:
-        super().__init__(config)
-        self._client: Any = None
+    def sdk(self) -> ModuleType:
+        import anthropic
 
-    def check_ready(self) -> None:
-        _key_from_env(self.config, self.key_env, True)
+        return anthropic
 
-    def client(self) -> Any:
-        if self._client is None:
-            from anthropic import AsyncAnthropic
+    def make_client(self, api_key: str | None) -> Any:
+        return self.sdk().AsyncAnthropic(api_key=api_key, **self.client_options())
 
-            self._client = AsyncAnthropic(
-                api_key=_key_from_env(self.config, self.key_env, True),
-                base_url=self.config.base_url or None,  # None: SDK default, honouring ANTHROPIC_BASE_URL
-                timeout=self.config.request_timeout,
-                max_retries=self.config.max_retries,
-            )
-        return self._client
-
-    async def complete(self, prompt: str, sampling: Sampling) -> Completion:
-        # The Messages SDK no longer takes sampling arguments by name; values that differ from the
-        # API's defaults (temperature 1, no top_p) go in the body. Set evolver.top_p: null for models
+    def params(self, prompt: str, sampling: Sampling) -> dict[str, Any]:
+        # temperature 1 and no top_p are the API's defaults; set evolver.top_p: null for models
         # that reject top_p.
-        body: dict[str, Any] = {}
+        params: dict[str, Any] = {
+            "model": self.config.model,
+            "max_tokens": sampling.max_tokens,
+            "messages": [{"role": "user", "content": prompt}],
+        }
         if sampling.temperature != 1.0:
-            body["temperature"] = sampling.temperature
+            params["temperature"] = sampling.temperature
         if sampling.top_p is not None:
-            body["top_p"] = sampling.top_p
-        response = await self.client().messages.create(
-            model=self.config.model,
-            max_tokens=sampling.max_tokens,
-            messages=[{"role": "user", "content": prompt}],
-            **({"extra_body": body} if body else {}),
-        )
-        text = "".join(getattr(block, "text", "") for block in response.content if block.type == "text")
+            params["top_p"] = sampling.top_p
+        return params
+
+    @staticmethod
+    def parse(message: Any) -> Completion:
+        """A Completion from a Messages response (an SDK object or a batch result's dict)."""
+        get = (lambda obj, key: obj.get(key)) if isinstance(message, dict) else getattr
+        content = get(message, "content")
+        usage = get(message, "usage")
+        if content is None or usage is None:
+            raise MalformedResponse("the message has no content or no usage")
+        text = "".join(get(block, "text") or "" for block in content if get(block, "type") == "text")
         return Completion(
             text=text,
-            finish_reason="length" if response.stop_reason == "max_tokens" else "stop",
-            prompt_tokens=response.usage.input_tokens,
-            completion_tokens=response.usage.output_tokens,
+            finish_reason="length" if get(message, "stop_reason") == "max_tokens" else "stop",
+            prompt_tokens=get(usage, "input_tokens") or 0,
+            completion_tokens=get(usage, "output_tokens") or 0,
         )
 
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
+    async def complete(self, prompt: str, sampling: Sampling) -> Completion:
+        params = self.params(prompt, sampling)
+        # The Messages SDK takes sampling arguments other than max_tokens through the body.
+        body = {k: params.pop(k) for k in ("temperature", "top_p") if k in params}
+        response = await self.client().messages.create(**params, **({"extra_body": body} if body else {}))
+        return self.parse(response)
+
+    async def submit_batch(self, requests: Sequence[tuple[str, str]], sampling: Sampling) -> str:
+        batch = await self.client().messages.batches.create(
+            requests=[{"custom_id": cid, "params": self.params(prompt, sampling)} for cid, prompt in requests]
+        )
+        return batch.id
+
+    async def poll_batch(self, batch_id: str) -> BatchStatus:
+        batch = await self.client().messages.batches.retrieve(batch_id)
+        c = batch.request_counts
+        total = c.processing + c.succeeded + c.errored + c.canceled + c.expired
+        return BatchStatus(batch.processing_status == "ended", total - c.processing, total, batch.processing_status)
+
+    async def batch_results(self, batch_id: str) -> dict[str, Completion]:
+        results: dict[str, Completion] = {}
+        async for item in await self.client().messages.batches.results(batch_id):
+            if item.result.type == "succeeded":
+                try:
+                    results[item.custom_id] = self.parse(item.result.message)
+                except MalformedResponse:
+                    continue
+        return results
 
 
 @hookimpl

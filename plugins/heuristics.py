@@ -72,6 +72,10 @@ DEPTH_METHODS = {
         "If #The Given Prompt# can be solved with just a few simple thinking processes, you can rewrite it to "
         "explicitly request multiple-step reasoning."
     ),
+    # Only in the WizardLM appendix, as few-shot prompts per data format; not in the released code.
+    # We use the appendix's method sentence for the format that matters here (Python code) in the
+    # same in-depth template, zero-shot. A documented deviation (README).
+    "depth_complicate_input": "You must add [python code] format text as input data in [Rewritten Prompt]",
 }
 
 # WizardLM, Evol_Instruct/breadth.py: the in-breadth prompt.

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from evolinstruct.backends import Backend, Completion, EvolverConfig, Sampling
+from evolinstruct.dispatch import Control
 from evolinstruct.hookspecs import hookimpl
 
 
@@ -43,7 +44,10 @@ class TransformersBackend(Backend):
         prompts: Sequence[str],
         sampling: Sampling,
         on_done: Callable[[int, Completion | BaseException], None],
+        control: Control | None = None,
     ) -> None:
+        """Generate on the local device in batches of `evolver.batch_size`; `control` (rate limits,
+        retries, budget) is for API backends and does not apply here."""
         from evolinstruct import hf
 
         def run() -> None:

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from evolinstruct import paths
 from evolinstruct.atomic import write_json
 from evolinstruct.backends import Backend, EvolverConfig, Sampling
-from evolinstruct.errors import EvolError
-from evolinstruct.evolution import RequestRunner, RoundStats, evolve_round
+from evolinstruct.cost import Budget, price_for
+from evolinstruct.errors import EvolError, ParamsError
+from evolinstruct.evolution import BudgetReached, RequestRunner, RoundStats, evolve_round
+from evolinstruct.heuristics import Heuristic
 from evolinstruct.params import read_group, read_rounds
 from evolinstruct.records import read_records, round_path, write_records
 from evolinstruct.registry import get_registry
@@ -41,33 +43,65 @@ class EvolveParams:
 
 
 def make_backend(config: EvolverConfig) -> Backend:
+    if config.mode not in ("online", "batch"):
+        raise ParamsError("params.yaml", "evolver.mode", f"expected 'online' or 'batch', got {config.mode!r}")
     backend = get_registry().pick("backend", config.backend)(config)
+    if config.mode == "batch" and not backend.supports_batch:
+        raise ParamsError("params.yaml", "evolver.mode",
+                          f"backend '{config.backend}' has no batch API", "use mode: online")
     backend.check_ready()  # fail at once, before any work, when a key or address is missing
     return backend
 
 
-async def run(rounds: int, config: EvolverConfig, params: EvolveParams, backend: Backend) -> list[RoundStats]:
-    registry = get_registry()
-    heuristics = [h for h in registry.heuristics().values() if h.family == params.family]
+def make_runner(backend: Backend, config: EvolverConfig, cache: RequestCache) -> RequestRunner:
+    """The request runner with the price, the budget cap and the limits from `evolver` params."""
+    price = price_for(config.prices, config.model)
+    control = backend.control()
+    if config.budget_usd > 0:
+        if price is None:
+            raise ParamsError("params.yaml", f"evolver.prices.{config.model}",
+                              "evolver.budget_usd is set but the model has no price",
+                              "add {input: ..., output: ...} in USD per million tokens")
+        control.budget = Budget(config.budget_usd, price)
+    return RequestRunner(backend, cache, Sampling.from_config(config), control, price)
+
+
+def heuristics_for(params: EvolveParams) -> list[Heuristic]:
+    """The registered heuristics of the configured family, with the weights checked."""
+    heuristics = [h for h in get_registry().heuristics().values() if h.family == params.family]
     if not heuristics:
         raise EvolError(f"params.yaml: evolve.family: no heuristic has family '{params.family}'",
                         "`evol plugins` lists the heuristics and their families")
     unknown = sorted(set(params.weights) - {h.name for h in heuristics})
     if unknown:
         raise EvolError(f"params.yaml: evolve.weights.{unknown[0]}: no heuristic of family '{params.family}' has this name")
+    return heuristics
+
+
+async def run(rounds: int, config: EvolverConfig, params: EvolveParams, backend: Backend) -> list[RoundStats]:
+    registry = get_registry()
+    heuristics = heuristics_for(params)
     filters = [registry.pick("filter", name) for name in params.filters]
     pool = read_records(paths.SEED)
     cache = RequestCache(config.cache)
-    runner = RequestRunner(backend, cache, Sampling.from_config(config))
+    runner = make_runner(backend, config, cache)
     all_stats = []
     failed = attempted = 0
     try:
         for k in range(1, rounds + 1):
             attempts, pool, stats = await evolve_round(pool, k, heuristics, params.weights, params.seed, runner, filters)
-            write_records(round_path(paths.EVOLVED, k), attempts)
-            log.info("round %d: %d kept, %d eliminated, %d failed; %d requests sent, %d cache hits",
-                     k, stats.kept, stats.eliminated, stats.failed, stats.requests_sent, stats.cache_hits)
             all_stats.append(stats)
+            log.info("round %d: %d kept, %d eliminated, %d failed; %d requests sent (%d retries), %d cache hits, "
+                     "$%.4f", k, stats.kept, stats.eliminated, stats.failed, stats.requests_sent, stats.retries,
+                     stats.cache_hits, stats.cost_usd)
+            if stats.budget_refused:
+                spent = sum(s.cost_usd for s in all_stats)
+                raise BudgetReached(
+                    f"evolver.budget_usd {config.budget_usd:.2f} reached in round {k}: spent ${spent:.4f} in this run, "
+                    f"{stats.budget_refused} requests not sent; every answer so far is cached",
+                    "raise evolver.budget_usd and rerun: answered requests will not be paid again",
+                )
+            write_records(round_path(paths.EVOLVED, k), attempts)
             failed, attempted = failed + stats.failed, attempted + stats.attempted
     finally:
         await backend.aclose()
@@ -89,14 +123,24 @@ def main() -> None:
     paths.EVOLVED.mkdir(parents=True, exist_ok=True)
     stats = asyncio.run(run(rounds, config, params, backend))
     write_json(paths.EVOLVED / "manifest.json", {"rounds": rounds, "files": [f"round_{k}.jsonl" for k in range(1, rounds + 1)]})
-    totals = {key: sum(getattr(s, key) for s in stats) for key in
-              ("attempted", "kept", "eliminated", "failed", "requests_sent", "cache_hits", "prompt_tokens", "completion_tokens")}
-    write_json(paths.METRICS / "evolve.json", {
+    write_json(paths.METRICS / "evolve.json", evolve_metrics(config, stats))
+
+
+def evolve_metrics(config: EvolverConfig, stats: list[RoundStats]) -> dict[str, object]:
+    """Requests, tokens and cost per round, in total and per backend (for `dvc metrics show`)."""
+    keys = ("attempted", "kept", "eliminated", "failed", "requests_sent", "cache_hits", "retries",
+            "request_failures", "batch_requests", "prompt_tokens", "completion_tokens")
+    totals: dict[str, object] = {key: sum(getattr(s, key) for s in stats) for key in keys}
+    totals["cost_usd"] = round(sum(s.cost_usd for s in stats), 6)
+    usage = {key: totals[key] for key in ("requests_sent", "prompt_tokens", "completion_tokens", "cost_usd")}
+    return {
         "backend": config.backend,
         "model": config.model,
+        "mode": config.mode,
         "total": totals,
+        "by_backend": {config.backend: usage},
         "rounds": {str(s.round): s.to_json() for s in stats},
-    })
+    }
 
 
 if __name__ == "__main__":

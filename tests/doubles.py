@@ -11,7 +11,7 @@ class ScriptedBackend(Backend):
     name = "scripted"
 
     def __init__(self, config: EvolverConfig | None = None, fail_on: str = "", judge: str = "Not Equal") -> None:
-        super().__init__(config or EvolverConfig(backend="scripted", model="script-1"))
+        super().__init__(config or EvolverConfig(backend="scripted", model="script-1", max_retries=2, retry_base_delay=0.001))
         self.fail_on, self.judge, self.prompts = fail_on, judge, []
 
     async def complete(self, prompt: str, sampling: Sampling) -> Completion:

@@ -42,8 +42,9 @@ def test_prompts_match_the_shared_reference_word_for_word():
     assert builtin.BREADTH_TEMPLATE.rstrip("\n") == blocks[2]
     for method, _ in builtin.CODE_METHODS.values():
         assert f"`{method}`" in reference
-    for method in builtin.DEPTH_METHODS.values():
-        assert f"`{method}`" in reference
+    for name, method in builtin.DEPTH_METHODS.items():
+        quote = '"' if name == "depth_complicate_input" else "`"  # the appendix sentence, quoted there
+        assert f"{quote}{method}{quote}" in reference
     from plugins_under_test import filters
 
     assert filters.EQUALITY_PROMPT in reference.replace("\n   ", "\n")
