@@ -6,6 +6,7 @@
 demo:    wall time of the offline demo pipeline, cold (a fresh project: tiny models built, every
          stage run) and warm (a second `dvc repro` that must run nothing).
 evolve:  request throughput and fault tolerance against the loopback server (bench/evolve.py).
+eliminate: eliminate + merge_shuffle from 10k to 80k records, time and peak memory (bench/eliminate.py).
 """
 
 from __future__ import annotations
@@ -41,7 +42,14 @@ def bench_evolve() -> dict:
     return run()
 
 
-BENCHES = {"demo": bench_demo, "evolve": bench_evolve}
+def bench_eliminate() -> dict:
+    sys.path.insert(0, str(REPO / "bench"))
+    from eliminate import bench_eliminate as run
+
+    return run()
+
+
+BENCHES = {"demo": bench_demo, "evolve": bench_evolve, "eliminate": bench_eliminate}
 
 
 def main(argv: list[str]) -> None:

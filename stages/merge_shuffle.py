@@ -1,6 +1,12 @@
-"""Stage `merge_shuffle`: the seed data plus the kept evolutions of every round, shuffled with a fixed
-seed, written as JSONL and as a Hugging Face `datasets` dataset for the SFT stage. Per-round
-statistics go to metrics and to plots/rounds.json (the complexity cascade, for `dvc plots`).
+"""Stage `merge_shuffle`: the seed data plus the kept evolutions of rounds 1..`rounds` (everything
+in data/eliminated/kept.jsonl), shuffled with a fixed seed, written as JSONL and as a Hugging
+Face `datasets` dataset for the SFT stage. Per-round statistics go to metrics and to
+plots/rounds.json: the complexity cascade, which is the point of the method, for `dvc plots`.
+
+The complexity proxy of an instruction is the number of requirement markers it contains (words
+and phrases that add a constraint: "must", "should", "ensure", "without", "at least", "handle",
+"time complexity", "O(...)", ...) plus one per sentence; it rises when an evolution adds
+constraints, which word count alone does not separate from verbosity.
 
 Params: the `merge_shuffle` group.
 """
@@ -22,6 +28,17 @@ from evolinstruct.stage import run_stage
 log = logging.getLogger(__name__)
 
 _CODE = re.compile(r"```|^\s*(def|class|import|from|for|while|if|return)\b|[{};]\s*$", re.MULTILINE)
+_REQUIREMENT = re.compile(
+    r"\b(must|should|ensure|without|at least|at most|no more than|only|handle|additionally|also|"
+    r"constraint|requirement|edge cases?|time complexity|space complexity|efficient|optimi[sz]e)\b|O\([^)]*\)",
+    re.IGNORECASE,
+)
+_SENTENCE = re.compile(r"[.!?](\s|$)")
+
+
+def complexity(instruction: str) -> int:
+    """The complexity proxy: requirement markers plus sentences (see the module docstring)."""
+    return len(_REQUIREMENT.findall(instruction)) + max(1, len(_SENTENCE.findall(instruction)))
 
 
 @dataclass
@@ -30,7 +47,8 @@ class MergeShuffleParams:
 
 
 def round_statistics(records: list[Record]) -> list[dict[str, float]]:
-    """Per round: count, mean instruction length in words, and the share of instructions with code."""
+    """Per round: count, mean instruction length in words, share of instructions with code, and the
+    mean complexity proxy."""
     by_round: dict[int, list[Record]] = defaultdict(list)
     for record in records:
         by_round[record.round].append(record)
@@ -42,13 +60,14 @@ def round_statistics(records: list[Record]) -> list[dict[str, float]]:
             "records": len(group),
             "mean_instruction_words": round(sum(words) / len(words), 2),
             "code_share": round(sum(1 for r in group if _CODE.search(r.instruction)) / len(group), 4),
+            "mean_complexity": round(sum(complexity(r.instruction) for r in group) / len(group), 3),
         })
     return rows
 
 
 def main() -> None:
     params = read_group(MergeShuffleParams, "merge_shuffle")
-    merged = read_records(paths.SEED) + read_records(paths.KEPT)
+    merged = read_records(paths.KEPT)  # seeds and kept evolutions, deduplicated and decontaminated
     random.Random(params.seed).shuffle(merged)
     write_records(paths.TRAIN_JSONL, merged)
 

@@ -45,7 +45,11 @@ def test_demo_runs_every_stage_and_writes_every_output(demo):
         assert all(a.backend == "transformers" and a.heuristic.startswith("code_") for a in attempts)
     train = read_records(demo / "data/merged/train.jsonl")
     kept = read_records(demo / "data/eliminated/kept.jsonl")
-    assert len(train) == len(seeds) + len(kept)
+    removed = read_records(demo / "data/eliminated/removed.jsonl")
+    assert len(kept) + len(removed) == len(seeds) * (rounds + 1)  # every record kept or removed with a reason
+    assert all(r.reasons for r in removed)
+    assert sorted(r.id for r in train) == sorted(r.id for r in kept)
+    assert json.loads((demo / "data/eliminated/decontamination.json").read_text())["humaneval"]["problems"] == 164
     assert (demo / "models/sft/training_config.json").exists()
     scores = json.loads((demo / "metrics/evaluate.json").read_text())
     assert 0.0 <= scores["humaneval"]["pass@1"] <= 1.0 and scores["humaneval"]["problems"] == 8
