@@ -10,6 +10,7 @@ cached or written to params.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Sequence
@@ -62,6 +63,11 @@ def retry_after_seconds(headers: Any) -> float | None:
             return None
 
 
+def _field(obj: Any, key: str) -> Any:
+    """`key` of an SDK response object or of the same response as a dict (batch result lines)."""
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+
 class SDKBackend(Backend):
     """What the OpenAI and Anthropic backends share: a lazily built async SDK client (the import
     is heavy), key checks, and error classification over the SDKs' common exception names."""
@@ -76,8 +82,11 @@ class SDKBackend(Backend):
     def check_ready(self) -> None:
         _key_from_env(self.config, self.key_env, self.key_required)
 
+    #: The SDK's module name, imported on first use (the import is heavy; `evol --help` stays fast).
+    sdk_module: str = ""
+
     def sdk(self) -> ModuleType:
-        raise NotImplementedError
+        return importlib.import_module(self.sdk_module)
 
     def make_client(self, api_key: str | None) -> Any:
         raise NotImplementedError
@@ -114,11 +123,7 @@ class OpenAIBackend(SDKBackend):
     name = "openai"
     key_env = "OPENAI_API_KEY"
     supports_batch = True
-
-    def sdk(self) -> ModuleType:
-        import openai
-
-        return openai
+    sdk_module = "openai"
 
     def make_client(self, api_key: str | None) -> Any:
         return self.sdk().AsyncOpenAI(api_key=api_key or "unused", **self.client_options())
@@ -139,7 +144,7 @@ class OpenAIBackend(SDKBackend):
     @staticmethod
     def parse(response: Any) -> Completion:
         """A Completion from a Chat Completions response (an SDK object or a batch line's dict)."""
-        get = (lambda obj, key: obj.get(key)) if isinstance(response, dict) else getattr
+        get = _field
         choices = get(response, "choices")
         if not choices:
             raise MalformedResponse("the response has no choices")
@@ -227,11 +232,7 @@ class AnthropicBackend(SDKBackend):
     name = "anthropic"
     key_env = "ANTHROPIC_API_KEY"
     supports_batch = True
-
-    def sdk(self) -> ModuleType:
-        import anthropic
-
-        return anthropic
+    sdk_module = "anthropic"
 
     def make_client(self, api_key: str | None) -> Any:
         return self.sdk().AsyncAnthropic(api_key=api_key, **self.client_options())
@@ -253,7 +254,7 @@ class AnthropicBackend(SDKBackend):
     @staticmethod
     def parse(message: Any) -> Completion:
         """A Completion from a Messages response (an SDK object or a batch result's dict)."""
-        get = (lambda obj, key: obj.get(key)) if isinstance(message, dict) else getattr
+        get = _field
         content = get(message, "content")
         usage = get(message, "usage")
         if content is None or usage is None:
