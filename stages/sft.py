@@ -16,13 +16,21 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from evolinstruct import paths
 from evolinstruct.atomic import write_json
 from evolinstruct.errors import EvolError
 from evolinstruct.params import read_group
+from evolinstruct.sft_model import (
+    base_commit,
+    check_packing,
+    check_quantization,
+    load_for_training,
+    lora_config,
+    save_merged,
+)
 from evolinstruct.stage import run_stage
 
 log = logging.getLogger(__name__)
@@ -53,6 +61,19 @@ class SFTParams:
     seed: int = 42
     #: A DeepSpeed JSON config (configs/zero2.json, configs/zero3.json); empty = none.
     deepspeed: str = ""
+    #: Attention kernel: "" = the model's default (sdpa), or flash_attention_2 (needed for packing).
+    attn_implementation: str = ""
+    #: Padding-free packing (no pad tokens, position ids restart per example). Refused unless
+    #: attn_implementation is a flash-attention kernel, which keeps examples from attending to each other.
+    packing: bool = False
+    #: LoRA rank; 0 = full fine-tuning (the paper's). With LoRA, models/sft/ holds the merged model
+    #: and the adapter in models/sft/adapter/.
+    lora_r: int = 0
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    #: "none", or "4bit" / "8bit" for QLoRA (bitsandbytes, CUDA only; needs lora_r > 0).
+    quantization: str = "none"
 
 
 def world_size() -> int:
@@ -93,6 +114,8 @@ def checkpointing_flag(config_class: type, enabled: bool) -> dict[str, bool]:
 
 def main() -> None:
     params = read_group(SFTParams, "sft")
+    check_packing(params.packing, params.attn_implementation)  # before the heavy imports: fail fast
+    check_quantization(params.quantization, params.lora_r)
     from evolinstruct import hf
 
     hf.quiet_transformers()
@@ -110,13 +133,14 @@ def main() -> None:
 
     data_hash = file_hash(paths.TRAIN_JSONL)
     tokenizer = hf.load_tokenizer(params.base_model, params.revision)
-    model = hf.load_model(params.base_model, params.revision, device="cpu", dtype="float32")
+    model = load_for_training(params.base_model, params.revision, params.attn_implementation, params.quantization)
     dataset = tokenize_dataset(datasets.load_from_disk(str(paths.TRAIN_DATASET), keep_in_memory=True), tokenizer, params.max_length)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # safe: labels are explicit, EOS is never masked
 
     resolved = {**asdict(params), "accumulation_steps": accumulation, "effective_global_batch_size": effective,
-                "world_size": devices, "train_data_sha256": data_hash, "train_examples": len(dataset)}
+                "world_size": devices, "train_data_sha256": data_hash, "train_examples": len(dataset),
+                "base_model_commit": base_commit(model)}
     run_id = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:12]
     checkpoints = paths.STATE / "sft-checkpoints" / run_id
     config = SFTConfig(
@@ -135,14 +159,19 @@ def main() -> None:
         save_steps=params.save_steps,
         save_total_limit=2,
         seed=params.seed,
-        max_length=params.max_length,
+        # Examples are tokenized and truncated already; padding-free mode refuses a max_length.
+        max_length=None if params.packing else params.max_length,
+        padding_free=params.packing,
         dataset_kwargs={"skip_prepare_dataset": True},
         report_to=[],
         deepspeed=params.deepspeed or None,
         disable_tqdm=True,
         **precision_flags(params.precision),
     )
-    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
+    peft_config = (lora_config(params.lora_r, params.lora_alpha, params.lora_dropout, params.lora_target_modules)
+                   if params.lora_r > 0 else None)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=peft_config)
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.exists() else None
     if last:
         log.info("resuming from %s", last)
@@ -150,8 +179,10 @@ def main() -> None:
     result = trainer.train(resume_from_checkpoint=last)
     wall = time.monotonic() - started
 
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)  # before any merge
     staging = paths.SFT_MODEL.with_name(".sft.staging")
-    trainer.save_model(str(staging))  # every rank: ZeRO-3 gathers the 16-bit weights here
+    # Every rank takes part: ZeRO-3 gathers the 16-bit weights here.
+    save_merged(trainer, staging, params.base_model, params.revision, params.quantization != "none")
     if not trainer.is_world_process_zero():
         return
     tokenizer.save_pretrained(str(staging))
@@ -172,6 +203,7 @@ def main() -> None:
         "tokens_per_s": round(tokens / wall, 1) if wall > 0 else 0.0,
         "effective_global_batch_size": effective,
         "train_examples": len(dataset),
+        "trainable_parameters": trainable,
     })
     shutil.rmtree(checkpoints, ignore_errors=True)  # the run finished: its checkpoints are spent
     log.info("saved the fine-tuned model to %s after %d steps in %.1fs", paths.SFT_MODEL, steps, wall)
