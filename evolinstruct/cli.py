@@ -61,14 +61,16 @@ def plugins(as_json: bool) -> None:
               show_default=True, help="Folder of the demo's own DVC project.")
 @click.option("--source", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
               help="The evolinstruct checkout holding dvc.yaml, params.yaml and profiles/demo.yaml.")
-def demo(project: Path, source: Path) -> None:
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a param of the demo (dotted key, YAML value), e.g. --set evaluate.limit=4. Repeatable.")
+def demo(project: Path, source: Path, overrides: tuple[str, ...]) -> None:
     """Run the whole pipeline offline on tiny local models, in its own DVC project.
 
     No key and no network are needed. The scores mean nothing: the models have random weights.
     """
     from .demo import run_demo
 
-    seconds = run_demo(project.resolve(), source.resolve())
+    seconds = run_demo(project.resolve(), source.resolve(), overrides)
     click.echo(f"demo finished in {seconds:.0f}s; explore it with: cd {project} && dvc metrics show && dvc plots show")
 
 

@@ -12,8 +12,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -54,13 +56,30 @@ def _corpus(seed_file: Path) -> list[str]:
     return texts
 
 
-def scaffold(project: Path, source: Path) -> None:
-    """Create or refresh the demo project from the main project's dvc.yaml, params and demo profile."""
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """`["evolve.filters=[sorry]", "rounds=1"]` as a nested mapping (values are YAML), for deep_merge."""
+    overlay: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise EvolError(f"--set {pair!r}: expected KEY=VALUE, e.g. evaluate.limit=4")
+        node = overlay
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return overlay
+
+
+def scaffold(project: Path, source: Path, overrides: Sequence[str] = ()) -> None:
+    """Create or refresh the demo project from the main project's dvc.yaml, params and demo profile,
+    with `overrides` (KEY=VALUE, dotted keys) applied last."""
     for name in ("dvc.yaml", "params.yaml", "profiles/demo.yaml"):
         if not (source / name).exists():
             raise EvolError(f"{source / name}: not found", "run `evol demo` from the evolinstruct checkout, or pass --source")
     project.mkdir(parents=True, exist_ok=True)
     params = deep_merge(load_params(source / "params.yaml"), load_params(source / "profiles/demo.yaml"))
+    params = deep_merge(params, parse_overrides(overrides))
     _write_if_changed(project / "params.yaml", yaml.safe_dump(params, sort_keys=False))
     _write_if_changed(project / "dvc.yaml", (source / "dvc.yaml").read_text(encoding="utf-8"))
     seed_text = resources.files("evolinstruct").joinpath("demo_data/seed.jsonl").read_text(encoding="utf-8")
@@ -95,10 +114,10 @@ def _write_if_changed(path: Path, text: str) -> None:
     write_text(path, text)
 
 
-def run_demo(project: Path, source: Path) -> float:
+def run_demo(project: Path, source: Path, overrides: Sequence[str] = ()) -> float:
     """Scaffold the demo project and `dvc repro` it; returns the wall time in seconds."""
     started = time.monotonic()
-    scaffold(project, source)
+    scaffold(project, source, overrides)
     run(["dvc", "repro"], project)
     print(summary(project))
     return time.monotonic() - started

@@ -70,7 +70,8 @@ def register_filters(register: Callable[[Any], None]) -> None:
 def register_benchmarks(register: Callable[[Any], None]) -> None:
     """Contribute benchmarks: problems, their tests, and how a program is assembled for the sandbox.
 
-    Called when the evaluate stage (or `evol plugins`) first needs benchmarks.
+    Called when the evaluate stage, the eliminate stage (decontamination), `evol eval-samples` or
+    `evol plugins` first needs benchmarks.
 
     :param register: call ``register(benchmark)`` once per benchmark, where ``benchmark``
         implements :class:`evolinstruct.benchmarks.Benchmark`: a unique ``name``, ``load(options)``

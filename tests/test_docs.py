@@ -23,6 +23,9 @@ def test_every_hook_has_a_section_with_its_signature_and_a_docstring():
         assert sections.get(name) == f"{name}({params})", f"docs/hooks.md: section for {name} missing or drifted"
         assert ":param register:" in (fn.__doc__ or "") and "Called when" in fn.__doc__
     assert set(sections) <= set(specs), "docs/hooks.md documents a hook that does not exist"
+    for name in specs:  # each section says when it is called, what it returns, and shows an example
+        body = docs.split(f"## {name}\n", 1)[1].split("\n## ", 1)[0]
+        assert "Called when" in body and "- Returns:" in body and "```python" in body and "@hookimpl" in body, name
 
 
 def test_readme_quick_start_is_the_two_make_commands():
