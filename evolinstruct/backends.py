@@ -60,8 +60,10 @@ class EvolverConfig:
     batch_max_requests: int = 10000
     #: The stage fails (after writing everything it has) when more than this share of records failed.
     max_failure_share: float = 0.05
-    #: SQLite file of answered requests; reruns and resumes never pay for them twice.
-    cache: str = ".evolinstruct/requests.sqlite"
+    #: SQLite file of answered requests; reruns, resumes and experiments never pay for them twice.
+    #: Empty = the user cache ($EVOLINSTRUCT_CACHE, else ~/.cache/evolinstruct/requests.sqlite),
+    #: shared by every checkout and every `dvc exp` workspace.
+    cache: str = ""
     #: transformers backend: hub revision (commit, tag or branch) of `model`, batch size and device.
     revision: str = ""
     batch_size: int = 8

@@ -91,6 +91,34 @@ def estimate(params_path: Path, seed_path: Path, as_json: bool) -> None:
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else render(result))
 
 
+@cli.command()
+@click.argument("record_id")
+@click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="The DVC project whose data to read.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def inspect(record_id: str, project: Path, as_json: bool) -> None:
+    """Show a record by id (or unique prefix), its lineage back to the seed, what it evolved into,
+    and its fate: kept for training, or removed with the rule and evidence."""
+    from .explore import Project, dumps, render_record
+
+    data = Project.load(project)
+    info = data.describe(data.find(record_id))
+    click.echo(dumps(info) if as_json else render_record(info))
+
+
+@cli.command()
+@click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="The DVC project whose data to read.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def stats(project: Path, as_json: bool) -> None:
+    """Data statistics per round: records by status, rejection rules, instruction length; and the
+    training set after elimination."""
+    from .explore import Project, dumps, render_statistics, statistics
+
+    result = statistics(Project.load(project))
+    click.echo(dumps(result) if as_json else render_statistics(result))
+
+
 def _parse_ks(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int]:
     try:
         ks = [int(part) for part in value.split(",") if part.strip()]

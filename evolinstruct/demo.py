@@ -85,7 +85,7 @@ def scaffold(project: Path, source: Path, overrides: Sequence[str] = ()) -> None
     seed_text = resources.files("evolinstruct").joinpath("demo_data/seed.jsonl").read_text(encoding="utf-8")
     seed_file = project / "data/raw/demo_seed.jsonl"
     _write_if_changed(seed_file, seed_text)
-    _write_if_changed(project / ".gitignore", "/.evolinstruct/\n/models/tiny-*/\n")
+    _write_if_changed(project / ".gitignore", "/.evolinstruct/\n")
     for name, seed in (("tiny-evolver", 1), ("tiny-base", 2)):
         target = project / "models" / name
         if not (target / "config.json").exists():
@@ -101,6 +101,8 @@ def scaffold(project: Path, source: Path, overrides: Sequence[str] = ()) -> None
         run(["dvc", "init", "-q"], project)
         run(["dvc", "config", "core.analytics", "false"], project)
         run(["dvc", "config", "core.autostage", "true"], project)
+        # Tracked by DVC, so that `dvc exp run --queue` workspaces (temporary copies) have them too.
+        run(["dvc", "add", "-q", "models/tiny-evolver", "models/tiny-base"], project)
         run(["git", "add", "-A"], project)
         run(["git", "commit", "-q", "-m", "evolinstruct demo project"], project)
 

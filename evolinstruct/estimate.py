@@ -23,7 +23,7 @@ from .heuristics import draw
 from .params import load_params, parse_group, read_rounds
 from .records import read_records
 from .registry import get_registry
-from .request_cache import RequestCache, request_key
+from .request_cache import RequestCache, cache_path, request_key
 
 
 @dataclass
@@ -84,7 +84,8 @@ def estimate(params_path: Path = Path("params.yaml"), seed_path: Path = paths.SE
     price = price_for(config.prices, config.model, discount)
     result = Estimate(config.backend, config.model, config.mode, len(seeds), price_known=price is not None,
                       budget_usd=config.budget_usd)
-    cache = RequestCache(config.cache) if Path(config.cache).exists() else None
+    location = cache_path(config.cache)
+    cache = RequestCache(location) if location.exists() else None
     answer_tokens = [min(estimate_tokens(s.output), sampling.max_tokens) for s in seeds]
     instructions = [s.instruction for s in seeds]
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -38,6 +39,21 @@ CREATE TABLE IF NOT EXISTS batches (
     created REAL NOT NULL DEFAULT (julianday('now'))
 )
 """
+
+
+def cache_path(configured: str) -> Path:
+    """Where the request cache lives: `evolver.cache` when set, else `$EVOLINSTRUCT_CACHE`, else
+    `$XDG_CACHE_HOME/evolinstruct/requests.sqlite` (~/.cache by default).
+
+    The default is outside the project on purpose: `dvc exp run --queue` runs each experiment in a
+    temporary copy of the workspace, and a cache inside the project would start empty there, paying
+    again for every round of an ablation sweep."""
+    if configured:
+        return Path(configured).expanduser()
+    if os.environ.get("EVOLINSTRUCT_CACHE"):
+        return Path(os.environ["EVOLINSTRUCT_CACHE"]).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "evolinstruct" / "requests.sqlite"
 
 
 def request_key(backend: str, model: str, sampling: Sampling, prompt: str, sample: int) -> str:

@@ -20,7 +20,7 @@ from evolinstruct import paths
 from evolinstruct.atomic import atomic_open, write_json
 from evolinstruct.extract import extract_code
 from evolinstruct.generation import GenerationSettings, Generator
-from evolinstruct.params import read_group
+from evolinstruct.params import load_params, read_group, read_rounds
 from evolinstruct.passk import mean_pass_at_k
 from evolinstruct.progress import Progress
 from evolinstruct.prompting import alpaca_prompt
@@ -91,10 +91,17 @@ def main() -> None:
     generator = Generator(str(paths.SFT_MODEL), params.engine, params.device)
     metrics = {name: evaluate_benchmark(name, params, generator) for name in params.benchmarks}
     write_json(paths.METRICS / "evaluate.json", metrics)
-    # One row per benchmark and k, for `dvc plots` (and pass@1 against rounds across experiments).
+    # One row per benchmark and k, for `dvc plots`.
     write_json(paths.PLOTS / "evaluate.json", [
         {"benchmark": name, "metric": key, "value": value}
         for name, scores in metrics.items() for key, value in scores.items() if key.startswith("pass@")
+    ])
+    # The paper's figure across experiments: each experiment contributes its point(s) of pass@1
+    # against rounds (and heuristic family); `dvc plots diff <experiments>` overlays them.
+    rounds, family = read_rounds(), (load_params().get("evolve") or {}).get("family", "code")
+    write_json(paths.PLOTS / "ablation.json", [
+        {"rounds": rounds, "family": family, "benchmark": name, "pass@1": scores.get("pass@1")}
+        for name, scores in metrics.items()
     ])
 
 

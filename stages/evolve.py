@@ -21,7 +21,7 @@ from evolinstruct.heuristics import Heuristic
 from evolinstruct.params import read_group, read_rounds
 from evolinstruct.records import read_records, round_path, write_records
 from evolinstruct.registry import get_registry
-from evolinstruct.request_cache import RequestCache
+from evolinstruct.request_cache import RequestCache, cache_path
 from evolinstruct.stage import run_stage
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ async def run(rounds: int, config: EvolverConfig, params: EvolveParams, backend:
     heuristics = heuristics_for(params)
     filters = [registry.pick("filter", name) for name in params.filters]
     pool = read_records(paths.SEED)
-    cache = RequestCache(config.cache)
+    cache = RequestCache(cache_path(config.cache))
     runner = make_runner(backend, config, cache)
     all_stats = []
     failed = attempted = 0

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# The request cache defaults to the user's cache folder; tests never touch the real one.
+os.environ.setdefault("EVOLINSTRUCT_CACHE", str(Path(tempfile.mkdtemp(prefix="evol-test-cache-")) / "requests.sqlite"))
 
 
 @pytest.fixture
@@ -31,3 +34,16 @@ def tiny_model(tmp_path_factory) -> Path:
     corpus = [json.loads(line)["output"] for line in (REPO / "evolinstruct/demo_data/seed.jsonl").read_text().splitlines()]
     corpus += ["Below is an instruction that describes a task.", "### Instruction:", "### Response:"]
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", corpus * 4, seed=3)
+
+
+@pytest.fixture(scope="module")
+def own_request_cache(tmp_path_factory):
+    """A request cache for this module alone, so that what other tests paid for cannot turn this
+    module's requests into cache hits."""
+    previous = os.environ.get("EVOLINSTRUCT_CACHE")
+    os.environ["EVOLINSTRUCT_CACHE"] = str(tmp_path_factory.mktemp("request-cache") / "requests.sqlite")
+    yield
+    if previous is None:
+        os.environ.pop("EVOLINSTRUCT_CACHE", None)
+    else:
+        os.environ["EVOLINSTRUCT_CACHE"] = previous

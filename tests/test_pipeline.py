@@ -29,7 +29,7 @@ def ran(output):
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(tmp_path_factory, own_request_cache):
     project = tmp_path_factory.mktemp("demo") / "project"
     run_demo(project, REPO)
     return project
