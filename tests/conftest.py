@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -15,6 +17,19 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # The request cache defaults to the user's cache folder; tests never touch the real one.
 os.environ.setdefault("EVOLINSTRUCT_CACHE", str(Path(tempfile.mkdtemp(prefix="evol-test-cache-")) / "requests.sqlite"))
+
+
+def start_stage(name: str, cwd: Path, **env: str) -> subprocess.Popen:
+    """Start a stage as DVC runs it (`python -m evolinstruct.stages.<name>` in the project folder)."""
+    return subprocess.Popen([sys.executable, "-m", f"evolinstruct.stages.{name}"], cwd=cwd,
+                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_stage(name: str, cwd: Path, timeout: float = 600, **env: str) -> tuple[int, str]:
+    """Run a stage to the end: (exit code, stderr)."""
+    proc = start_stage(name, cwd, **env)
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
 
 
 @pytest.fixture

@@ -3,14 +3,12 @@ loopback server: resume after SIGKILL, extra rounds and extra seeds pay only for
 and the budget cap stops the stage cleanly."""
 
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 
 import yaml
+from conftest import finish_stage, start_stage
 from loopback import FakeLLMServer, evolver_reply
 
 from evolinstruct.backends import Sampling
@@ -34,16 +32,15 @@ def project(tmp_path, server, rounds, seeds=SEEDS, **evolver):
     return tmp_path
 
 
-def stage(path, **popen):
-    env = {**os.environ, "OPENAI_API_KEY": "sk-secret-value-123"}
-    return subprocess.Popen([sys.executable, "-m", "evolinstruct.stages.evolve"], cwd=path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+KEY = {"OPENAI_API_KEY": "sk-secret-value-123"}
+
+
+def stage(path):
+    return start_stage("evolve", path, **KEY)
 
 
 def finish(path):
-    proc = stage(path)
-    out, err = proc.communicate(timeout=300)
-    return proc.returncode, err
+    return finish_stage("evolve", path, **KEY)
 
 
 def cached_keys(path):

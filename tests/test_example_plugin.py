@@ -3,6 +3,7 @@ project, is listed by `evol plugins` and used by a demo run: with no change to e
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -30,8 +31,10 @@ def fresh_env(tmp_path_factory):
                           capture_output=True, text=True, check=True).stdout.strip()
     ours = sysconfig.get_paths()["purelib"]
     Path(site, "host-env.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
+    source = root.parent / "example"  # a copy: building in place would leave build/ in the checkout
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     pip = subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                          "--no-index", str(EXAMPLE)], capture_output=True, text=True)
+                          "--no-index", str(source)], capture_output=True, text=True)
     assert pip.returncode == 0, pip.stdout + pip.stderr
     return root
 

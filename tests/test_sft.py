@@ -6,11 +6,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import yaml
+from conftest import finish_stage, start_stage
 
 from evolinstruct.errors import EvolError
 from evolinstruct.records import seed_record, write_records
@@ -36,16 +36,13 @@ def project(tmp_path, tiny_model, **sft):
     return tmp_path
 
 
-def sft(path, **popen):
-    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error"}
-    return subprocess.Popen([sys.executable, "-m", "evolinstruct.stages.sft"], cwd=path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+def sft(path):
+    return start_stage("sft", path)
 
 
 def finish(path):
-    proc = sft(path)
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err
+    code, err = finish_stage("sft", path)
+    assert code == 0, err
     return err
 
 
