@@ -150,22 +150,28 @@ def record_from_json(data: Any, path: str, line: int) -> Record:
     return Record(**{**data, "reasons": tuple(reasons)})
 
 
-def iter_records(path: str | os.PathLike[str]) -> Iterator[Record]:
-    """Yield validated records from a JSONL file; the first bad line raises RecordError."""
+def iter_json_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, decoded value) for each non-blank line of a JSONL file; a missing file
+    or a line that is not JSON raises RecordError naming the file and line."""
     name = str(path)
     try:
         handle = open(path, encoding="utf-8")
-    except FileNotFoundError:
-        raise RecordError(name, 0, "<file>", "file not found") from None
+    except OSError as exc:
+        raise RecordError(name, 0, "<file>", exc.strerror or "cannot open") from None
     with handle:
         for number, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
             try:
-                data = json.loads(text)
+                yield number, json.loads(text)
             except json.JSONDecodeError as exc:
                 raise RecordError(name, number, "<json>", f"invalid JSON: {exc.msg} at column {exc.colno}") from None
-            yield record_from_json(data, name, number)
+
+
+def iter_records(path: str | os.PathLike[str]) -> Iterator[Record]:
+    """Yield validated records from a JSONL file; the first bad line raises RecordError."""
+    for number, data in iter_json_lines(path):
+        yield record_from_json(data, str(path), number)
 
 
 def read_records(path: str | os.PathLike[str]) -> list[Record]:

@@ -17,6 +17,7 @@ from .atomic import atomic_open
 from .errors import EvolError, RecordError
 from .passk import mean_pass_at_k
 from .progress import Progress
+from .records import iter_json_lines
 from .registry import get_registry
 from .sandbox import Limits, run_many
 
@@ -24,26 +25,15 @@ from .sandbox import Limits, run_many
 def read_samples(path: Path, task_ids: set[str]) -> list[dict[str, Any]]:
     """Samples from `path`, validated: each names a known task and has a string completion."""
     samples = []
-    try:
-        handle = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise EvolError(f"{path}: cannot read samples: {exc.strerror}") from None
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                sample = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RecordError(str(path), number, "<json>", f"invalid JSON: {exc.msg}") from None
-            if not isinstance(sample, dict):
-                raise RecordError(str(path), number, "<sample>", "expected a JSON object")
-            for field in ("task_id", "completion"):
-                if not isinstance(sample.get(field), str):
-                    raise RecordError(str(path), number, field, "missing or not a string")
-            if sample["task_id"] not in task_ids:
-                raise RecordError(str(path), number, "task_id", f"unknown task {sample['task_id']!r} for this benchmark")
-            samples.append(sample)
+    for number, sample in iter_json_lines(path):
+        if not isinstance(sample, dict):
+            raise RecordError(str(path), number, "<sample>", "expected a JSON object")
+        for field in ("task_id", "completion"):
+            if not isinstance(sample.get(field), str):
+                raise RecordError(str(path), number, field, "missing or not a string")
+        if sample["task_id"] not in task_ids:
+            raise RecordError(str(path), number, "task_id", f"unknown task {sample['task_id']!r} for this benchmark")
+        samples.append(sample)
     if not samples:
         raise EvolError(f"{path}: no samples")
     return samples
