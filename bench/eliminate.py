@@ -130,4 +130,4 @@ def bench_eliminate() -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(bench_eliminate(), indent=2))
+    print(json.dumps(bench_eliminate()))

@@ -97,4 +97,4 @@ def bench_evaluate() -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(bench_evaluate(), indent=2))
+    print(json.dumps(bench_evaluate()))

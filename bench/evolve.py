@@ -90,4 +90,4 @@ def bench_evolve() -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(bench_evolve(), indent=2))
+    print(json.dumps(bench_evolve()))

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from .cost import Budget
 
 
+_timeout = getattr(asyncio, "timeout", None)
+
+
 @dataclass(frozen=True)
 class Retry:
     """A retryable error; `after` is the server's `retry-after` in seconds, when it sent one."""
@@ -150,7 +153,10 @@ async def dispatch(
     async def attempt(prompt: str, tokens: int) -> Completion:
         if control.limiter:
             await control.limiter.acquire(tokens)
-        return await asyncio.wait_for(backend.complete(prompt, sampling), policy.timeout)
+        if _timeout is None:  # Python 3.10
+            return await asyncio.wait_for(backend.complete(prompt, sampling), policy.timeout)
+        async with _timeout(policy.timeout):  # no extra task per attempt, unlike wait_for
+            return await backend.complete(prompt, sampling)
 
     async def one(index: int, prompt: str) -> None:
         tokens = estimate_tokens(prompt) + sampling.max_tokens

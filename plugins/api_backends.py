@@ -77,7 +77,8 @@ class SDKBackend(Backend):
 
     def __init__(self, config: EvolverConfig) -> None:
         super().__init__(config)
-        self._client: Any = None
+        self._clients: list[Any] = []
+        self._next = 0
 
     def check_ready(self) -> None:
         _key_from_env(self.config, self.key_env, self.key_required)
@@ -91,10 +92,18 @@ class SDKBackend(Backend):
     def make_client(self, api_key: str | None) -> Any:
         raise NotImplementedError
 
+    #: Requests in flight per SDK client. httpx's connection pool does work proportional to its
+    #: open connections for every request, so at high concurrency several smaller pools
+    #: (clients, used in turn) cost the event loop much less CPU than one big one.
+    connections_per_client = 16
+
     def client(self) -> Any:
-        if self._client is None:
-            self._client = self.make_client(_key_from_env(self.config, self.key_env, self.key_required))
-        return self._client
+        if not self._clients:
+            key = _key_from_env(self.config, self.key_env, self.key_required)
+            count = max(1, -(-self.config.max_concurrency // self.connections_per_client))
+            self._clients = [self.make_client(key) for _ in range(count)]
+        self._next = (self._next + 1) % len(self._clients)
+        return self._clients[self._next]
 
     def client_options(self) -> dict[str, Any]:
         return {
@@ -115,8 +124,9 @@ class SDKBackend(Backend):
         return super().classify(error)
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
+        for client in self._clients:
+            await client.close()
+        self._clients = []
 
 
 class OpenAIBackend(SDKBackend):
