@@ -44,6 +44,10 @@ def register_backends(register: Callable[[Any], None]) -> None:
         a subclass of :class:`evolinstruct.backends.Backend` with a unique class attribute ``name``
         (the value users put in ``evolver.backend``). It is constructed with the
         :class:`evolinstruct.backends.EvolverConfig` built from the ``evolver`` params group.
+        API backends implement ``complete`` and ``classify`` (which errors to retry); core
+        ``dispatch`` supplies concurrency, RPM/TPM limits, timeouts, retries and the budget.
+        Backends with a provider batch API set ``supports_batch`` and implement ``submit_batch``,
+        ``poll_batch`` and ``batch_results``. Local backends override ``complete_many``.
     :return: nothing; the return value is ignored.
 
     Backends read API keys from the environment only, never from params.
