@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 NOBODY = 65534
+SUPERVISOR_DIED = "failed: the sandbox supervisor died"
 
 # The supervisor: reads jobs (JSON lines) on stdin, forks a child per job, and reports the child's
 # pid and, when it ends, its wait status. Kept small and stdlib-only; it never runs job code itself.
@@ -259,7 +260,7 @@ class Supervisor:
                 inbox.put(message)
         with self.lock:  # the supervisor died: nothing in flight will be reported
             for job_id, inbox in self.inboxes.items():
-                inbox.put({"id": job_id, "error": "the sandbox supervisor died"})
+                inbox.put({"id": job_id, "error": SUPERVISOR_DIED.removeprefix("failed: ")})
 
     def run_all(self, programs: Sequence[str], limits: Limits, workers: int,
                 on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
@@ -291,7 +292,7 @@ class Supervisor:
                 except (BrokenPipeError, OSError):
                     for job in list(live.values()):
                         if job.pid is None:
-                            inbox.put({"id": job.id, "error": "the sandbox supervisor died"})
+                            inbox.put({"id": job.id, "error": SUPERVISOR_DIED.removeprefix("failed: ")})
 
         def finish(job: _Job) -> None:
             if job.pid is not None:
@@ -413,4 +414,17 @@ def run_many(programs: Sequence[str], limits: Limits = Limits(), workers: int = 
     mostly wait, and a timed-out one holds its slot for the whole timeout). One thread drives
     them all: no thread per program."""
     workers = workers or max(4, (os.cpu_count() or 1) * 4)
-    return supervisor().run_all(programs, limits, workers, on_done)
+
+    def report(outcome: Outcome) -> None:
+        if on_done is not None and outcome.result != SUPERVISOR_DIED:
+            on_done(outcome)
+
+    outcomes = supervisor().run_all(programs, limits, workers, report)
+    # If the supervisor died (a program that could signal it, or the OOM killer), the programs in
+    # flight got no verdict of their own: run each of them once more on a fresh supervisor.
+    lost = [i for i, o in enumerate(outcomes) if o.result == SUPERVISOR_DIED]
+    if lost:
+        retried = supervisor().run_all([programs[i] for i in lost], limits, workers, on_done)
+        for i, outcome in zip(lost, retried, strict=True):
+            outcomes[i] = outcome
+    return outcomes

@@ -93,3 +93,16 @@ def test_fork_bombs_and_background_children_are_killed_and_leave_nothing_behind(
 def test_run_many_keeps_order():
     outcomes = run_many([f"assert {i} % 2 == 0\n" for i in range(6)], FAST, workers=3)
     assert [o.passed for o in outcomes] == [True, False, True, False, True, False]
+
+
+def test_programs_in_flight_when_the_supervisor_dies_are_run_again():
+    import threading
+
+    from evolinstruct import sandbox
+
+    # The supervisor dies mid-run (here killed from outside, as the OOM killer would).
+    threading.Timer(0.3, sandbox.supervisor().proc.kill).start()
+    programs = ["import time\ntime.sleep(1)\n", "import time\ntime.sleep(0.8)\nassert True\n", "assert 1 + 1 == 2\n"]
+    outcomes = run_many(programs, Limits(timeout=5.0), workers=3)
+    assert [o.passed for o in outcomes] == [True, True, True]  # each got a verdict of its own
+    assert run_program("assert True\n", FAST).passed  # and a fresh supervisor serves the next run
