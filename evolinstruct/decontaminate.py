@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .benchmarks import Benchmark, Problem
+from .benchmarks import Problem
 
 _WORD = re.compile(r"[a-z0-9_]+")
 _BASE = np.uint64(1_000_003)
@@ -75,14 +75,14 @@ class Decontaminator:
 
     RECORD_FIELDS = ("instruction", "output")
 
-    def __init__(self, benchmarks: dict[str, tuple[Benchmark, list[Problem]]], ngram: int = 13,
+    def __init__(self, benchmarks: dict[str, list[Problem]], ngram: int = 13,
                  min_words: int = 8, solution_ngram: int = 25) -> None:
         self.ngram, self.min_words, self.solution_ngram = ngram, min_words, solution_ngram
         #: Benchmark words get ids from 1; every other word is 0, which no benchmark n-gram contains.
         self.vocab: dict[str, int] = {}
         per_length: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         self.sources: list[tuple[str, str, str]] = []  # (benchmark, task_id, field)
-        for name, (_, problems) in sorted(benchmarks.items()):
+        for name, problems in sorted(benchmarks.items()):
             for problem in problems:
                 for field, text in (("prompt", problem.prompt), ("solution", problem.reference)):
                     tokens = words(text)

@@ -145,8 +145,6 @@ async def dispatch(
     """Answer every prompt through `backend.complete`, calling `on_done(index, result)` as each
     finishes. Errors (exhausted retries, a refused budget, a non-retryable API error) are passed
     to `on_done`, never raised, so one bad request cannot stop the others."""
-    from .cost import BudgetExhausted
-
     slots = asyncio.Semaphore(max(1, control.concurrency))
     policy = control.policy
 
@@ -159,13 +157,14 @@ async def dispatch(
             return await backend.complete(prompt, sampling)
 
     async def one(index: int, prompt: str) -> None:
-        tokens = estimate_tokens(prompt) + sampling.max_tokens
+        prompt_tokens = estimate_tokens(prompt)
+        tokens = prompt_tokens + sampling.max_tokens
         result: Completion | BaseException
         async with slots:
             reservation = None
             try:
                 if control.budget:
-                    reservation = control.budget.reserve(estimate_tokens(prompt), sampling.max_tokens)
+                    reservation = control.budget.reserve(prompt_tokens, sampling.max_tokens)
                 for n in range(policy.max_retries + 1):
                     try:
                         result = await attempt(prompt, tokens)
@@ -184,9 +183,7 @@ async def dispatch(
                 if control.budget and reservation is not None:
                     control.budget.settle(reservation, result.prompt_tokens, result.completion_tokens)
                     reservation = None
-            except BudgetExhausted as exc:
-                result = exc
-            except Exception as exc:  # reported per record, with the reason
+            except Exception as exc:  # a refused budget too: reported per record, with the reason
                 result = exc
             finally:
                 if control.budget and reservation is not None:

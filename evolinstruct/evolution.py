@@ -12,6 +12,7 @@ stores each new answer before it is used, so an interrupted run never pays twice
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -91,7 +92,7 @@ class RequestRunner:
         stats.cache_hits += hits
         prompt_of = dict(zip(keys, prompts, strict=True))
         todo = {k: prompt_of[k] for k in dict.fromkeys(keys) if k not in results}
-        copies = {k: keys.count(k) for k in todo}
+        copies = Counter(keys)  # how many prompts each request answers (identical prompts share one)
         progress = Progress(label, len(keys))
         progress.done = hits
         progress.add("cache hits", hits)

@@ -26,11 +26,15 @@ def is_local(name_or_path: str) -> bool:
     return Path(name_or_path).exists()
 
 
+def revision_kwargs(name_or_path: str, revision: str) -> dict[str, str]:
+    """`from_pretrained` arguments pinning a hub model's revision (a local folder has none)."""
+    return {"revision": revision} if revision and not is_local(name_or_path) else {}
+
+
 def load_tokenizer(name_or_path: str, revision: str = "") -> Any:
     from transformers import AutoTokenizer
 
-    kwargs = {} if is_local(name_or_path) or not revision else {"revision": revision}
-    return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    return AutoTokenizer.from_pretrained(name_or_path, **revision_kwargs(name_or_path, revision))
 
 
 def load_model(name_or_path: str, revision: str = "", device: str = "auto", dtype: str = "auto") -> Any:
@@ -42,10 +46,8 @@ def load_model(name_or_path: str, revision: str = "", device: str = "auto", dtyp
         torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     else:
         torch_dtype = getattr(torch, dtype)
-    kwargs: dict[str, Any] = {"dtype": torch_dtype}
-    if revision and not is_local(name_or_path):
-        kwargs["revision"] = revision
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype,
+                                                 **revision_kwargs(name_or_path, revision))
     return model.to(device).eval()
 
 

@@ -37,7 +37,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 NOBODY = 65534
-SUPERVISOR_DIED = "failed: the sandbox supervisor died"
+SUPERVISOR_DIED_REASON = "the sandbox supervisor died"
+SUPERVISOR_DIED = f"failed: {SUPERVISOR_DIED_REASON}"
 
 # The supervisor: reads jobs (JSON lines) on stdin, forks a child per job, and reports the child's
 # pid and, when it ends, its wait status. Kept small and stdlib-only; it never runs job code itself.
@@ -260,7 +261,7 @@ class Supervisor:
                 inbox.put(message)
         with self.lock:  # the supervisor died: nothing in flight will be reported
             for job_id, inbox in self.inboxes.items():
-                inbox.put({"id": job_id, "error": SUPERVISOR_DIED.removeprefix("failed: ")})
+                inbox.put({"id": job_id, "error": SUPERVISOR_DIED_REASON})
 
     def run_all(self, programs: Sequence[str], limits: Limits, workers: int,
                 on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
@@ -292,7 +293,7 @@ class Supervisor:
                 except (BrokenPipeError, OSError):
                     for job in list(live.values()):
                         if job.pid is None:
-                            inbox.put({"id": job.id, "error": SUPERVISOR_DIED.removeprefix("failed: ")})
+                            inbox.put({"id": job.id, "error": SUPERVISOR_DIED_REASON})
 
         def finish(job: _Job) -> None:
             if job.pid is not None:

@@ -19,7 +19,7 @@ from .passk import mean_pass_at_k
 from .progress import Progress
 from .records import iter_json_lines
 from .registry import get_registry
-from .sandbox import Limits, run_many
+from .sandbox import Limits, Outcome, run_many
 
 
 def read_samples(path: Path, task_ids: set[str]) -> list[dict[str, Any]]:
@@ -37,6 +37,28 @@ def read_samples(path: Path, task_ids: set[str]) -> list[dict[str, Any]]:
     if not samples:
         raise EvolError(f"{path}: no samples")
     return samples
+
+
+def score_programs(
+    label: str,
+    rows: Sequence[Mapping[str, Any]],
+    programs: Sequence[str],
+    out_path: Path,
+    limits: Limits,
+    workers: int = 0,
+) -> tuple[dict[str, tuple[int, int]], list[Outcome]]:
+    """Run `programs` in the sandbox with progress, write each row of `rows` (which holds a
+    `task_id`) with the program's `result` and `passed` to `out_path` atomically, and return
+    (samples and passes per task, outcomes). Shared by the evaluate stage and `evol eval-samples`."""
+    progress = Progress(label, len(programs))
+    outcomes = run_many(programs, limits, workers, on_done=lambda _: progress.advance())
+    counts: dict[str, tuple[int, int]] = {}
+    with atomic_open(out_path) as handle:
+        for row, outcome in zip(rows, outcomes, strict=True):
+            n, c = counts.get(row["task_id"], (0, 0))
+            counts[row["task_id"]] = (n + 1, c + int(outcome.passed))
+            handle.write(json.dumps({**row, "result": outcome.result, "passed": outcome.passed}) + "\n")
+    return counts, outcomes
 
 
 def score_samples(
@@ -62,13 +84,6 @@ def score_samples(
     samples = read_samples(samples_path, set(problems))
     programs = [benchmark.program(problems[s["task_id"]], s["completion"]) for s in samples]
     warm.join()
-    progress = Progress(f"{benchmark_name} samples", len(programs))
-    outcomes = run_many(programs, limits or Limits(), workers, on_done=lambda _: progress.advance())
     out_path = out_path or Path(f"{samples_path}_results.jsonl")
-    counts: dict[str, tuple[int, int]] = {}
-    with atomic_open(out_path) as handle:
-        for sample, outcome in zip(samples, outcomes, strict=True):
-            n, c = counts.get(sample["task_id"], (0, 0))
-            counts[sample["task_id"]] = (n + 1, c + int(outcome.passed))
-            handle.write(json.dumps({**sample, "result": outcome.result, "passed": outcome.passed}) + "\n")
+    counts, _ = score_programs(f"{benchmark_name} samples", samples, programs, out_path, limits or Limits(), workers)
     return mean_pass_at_k(counts, ks), out_path, len(counts)

@@ -54,11 +54,9 @@ def load_for_training(name_or_path: str, revision: str, attn_implementation: str
     import torch
     from transformers import AutoModelForCausalLM
 
-    from .hf import is_local
+    from .hf import revision_kwargs
 
-    kwargs: dict[str, Any] = {}
-    if revision and not is_local(name_or_path):
-        kwargs["revision"] = revision
+    kwargs: dict[str, Any] = revision_kwargs(name_or_path, revision)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if quantization == "none":
@@ -102,9 +100,8 @@ def save_merged(trainer: Any, folder: Path, base: str, revision: str, quantized:
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
 
-        from .hf import is_local
+        from .hf import revision_kwargs
 
-        kwargs = {"revision": revision} if revision and not is_local(base) else {}
-        full = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16, **kwargs)
+        full = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16, **revision_kwargs(base, revision))
         model = PeftModel.from_pretrained(full, str(folder / "adapter"))
     model.merge_and_unload().save_pretrained(str(folder))

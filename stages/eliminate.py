@@ -25,6 +25,7 @@ from typing import Any
 
 from evolinstruct import paths
 from evolinstruct.atomic import write_json
+from evolinstruct.benchmarks import Problem
 from evolinstruct.dedup import find_duplicates
 from evolinstruct.errors import EvolError
 from evolinstruct.params import read_group
@@ -69,14 +70,15 @@ def removed(record: Record, rule: str, evidence: str) -> Record:
     return record.replace(status="eliminated", reasons=(*record.reasons, Rejection(rule, evidence)))
 
 
-def load_benchmarks(params: EliminateParams) -> dict[str, tuple[Any, list]]:
+def load_benchmarks(params: EliminateParams) -> dict[str, list[Problem]]:
+    """The problems of each benchmark to decontaminate against, by benchmark name."""
     registry = get_registry()
     names = params.benchmarks or sorted(registry.benchmarks())
     loaded = {}
     for name in names:
         benchmark = registry.pick("benchmark", name)
         try:
-            loaded[name] = (benchmark, benchmark.load(params.benchmark_options.get(name, {})))
+            loaded[name] = benchmark.load(params.benchmark_options.get(name, {}))
         except EvolError:
             raise
         except Exception as exc:
@@ -96,7 +98,7 @@ def decontaminate(records: list[Record], params: EliminateParams) -> tuple[list[
     index = Decontaminator(benchmarks, params.decontamination_ngram, params.decontamination_min_words,
                            params.decontamination_solution_ngram)
     report: dict[str, dict[str, Any]] = {name: {"problems": len(problems), "problems_hit": 0, "records": []}
-                                         for name, (_, problems) in benchmarks.items()}
+                                         for name, problems in benchmarks.items()}
     clean, dirty = [], []
     progress = Progress("decontaminate", len(records))
     found: list = []

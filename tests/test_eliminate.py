@@ -32,7 +32,7 @@ def planted_humaneval_0():
 
 
 def index(*names):
-    benchmarks = {"humaneval": (HumanEval(), list(HUMANEVAL.values()))}
+    benchmarks = {"humaneval": list(HUMANEVAL.values())}
     return Decontaminator({k: v for k, v in benchmarks.items() if k in names})
 
 
@@ -63,7 +63,7 @@ def test_a_leaked_solution_in_the_output_is_caught_and_ordinary_code_is_not():
 def test_mbpp_from_a_local_file_is_checked_too():
     mbpp = MBPP().load({"path": str(SHARED / "data/mbpp/sanitized-mbpp.json")})
     problem = mbpp[0]
-    decon = Decontaminator({"mbpp": (MBPP(), mbpp)})
+    decon = Decontaminator({"mbpp": mbpp})
     overlaps = decon.check("Please help. " + problem.prompt.upper(), "")
     assert any(o.task_id == problem.task_id and o.benchmark == "mbpp" for o in overlaps)
 
