@@ -70,8 +70,11 @@ def demo(project: Path, source: Path, overrides: tuple[str, ...]) -> None:
     """
     from .demo import run_demo
 
+    from .demo import next_steps
+
     seconds = run_demo(project.resolve(), source.resolve(), overrides)
-    click.echo(f"demo finished in {seconds:.0f}s; explore it with: cd {project} && dvc metrics show && dvc plots show")
+    click.echo(f"demo finished in {seconds:.0f}s. Explore it:")
+    click.echo(next_steps(project))
 
 
 @cli.command()
@@ -117,6 +120,21 @@ def stats(project: Path, as_json: bool) -> None:
 
     result = statistics(Project.load(project))
     click.echo(dumps(result) if as_json else render_statistics(result))
+
+
+@cli.command("ablation-plot")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("plots/pass_at_1_by_rounds.png"),
+              show_default=True, help="The PNG to write.")
+@click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="The DVC project whose experiments to read.")
+def ablation_plot(out: Path, project: Path) -> None:
+    """Draw pass@1 against rounds over the workspace and every experiment (`dvc exp show`), one
+    line per benchmark and heuristic family: the paper's figure, as a PNG that needs no network."""
+    from .ablation import ablation_points, draw_ablation
+
+    points = ablation_points(project)
+    draw_ablation(points, out)
+    click.echo(f"wrote {out}: {len(points)} points from {len({p.experiment for p in points})} experiments")
 
 
 def _parse_ks(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int]:

@@ -6,6 +6,7 @@ so it never touches the main pipeline's outputs, and a rerun is incremental like
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -123,6 +124,24 @@ def run_demo(project: Path, source: Path, overrides: Sequence[str] = ()) -> floa
     run(["dvc", "repro"], project)
     print(summary(project))
     return time.monotonic() - started
+
+
+def next_steps(project: Path) -> str:
+    """The commands to explore the demo, exactly as a user can paste them into a new shell.
+
+    `make demo` puts the virtual environment on its own PATH only; the user's shell has neither
+    `dvc` nor `evol` until the environment is activated, so the activate line comes first unless
+    this interpreter's environment is already the active one.
+    """
+    lines = []
+    if os.environ.get("VIRTUAL_ENV") != sys.prefix:
+        activate = Path(sys.prefix) / "bin" / "activate"
+        with contextlib.suppress(ValueError):
+            activate = activate.relative_to(Path.cwd())
+        lines.append(f". {activate}")
+    lines += [f"cd {project}", "dvc metrics show", "dvc plots show        # dvc_plots/index.html; PNGs in plots/",
+              "evol stats"]
+    return "\n".join(f"  {line}" for line in lines)
 
 
 def summary(project: Path) -> str:
