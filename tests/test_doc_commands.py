@@ -1,0 +1,118 @@
+"""Every shell command in the README and docs/ is either run here, exactly as printed, or named
+with the test that runs it; a command added to the docs without either fails this file.
+
+Commands are the lines of ```sh blocks and the first column of the README's command table.
+Runnable ones run in order in one bash session, in a `git clone` of HEAD where `make demo` has
+just run, so a command that only works in the author's checkout fails here. The virtual
+environment is this checkout's (a fresh `make setup` is what `.ci/run` does on every clean
+clone), linked in so that `. .venv/bin/activate` means what it says.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+DOCS = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))]
+
+#: Commands run elsewhere, by the test that runs them (or CI itself): the reason each is not run
+#: here as printed. A prefix covers every documented command starting with it.
+ELSEWHERE = {
+    "make test": ".ci/run (CI runs `make test` on a clean clone: setup plus this whole suite)",
+    "make test-fast": ".ci/run runs the same suite with the slow tests included; `-m 'not slow'` is pytest's",
+    "make setup": ".ci/run (`make test` starts with `make setup` on a clean clone)",
+    "make bench": "bench/run.py, by hand: benchmarks take minutes and write bench/results/",
+    "export OPENAI_API_KEY=": "tests/test_real_path.py (a key for the loopback server, set in the environment)",
+    "dvc repro": "tests/test_real_path.py::test_real_seed_data_through_an_openai_compatible_server_then_sft_and_evaluate "
+                 "(the paper's params need the hub and a paid key; the test overrides them with -S)",
+    "dvc exp run -S rounds=4": "tests/test_ablation.py (an extra round pays for that round only)",
+    "dvc exp run --queue": "tests/test_ablation.py (queued rounds and family sweeps)",
+    "dvc queue": "tests/test_ablation.py",
+    "dvc plots diff": "tests/test_ablation.py",
+    "git add -A && git commit": "tests/test_ablation.py (the baseline commit)",
+    "accelerate launch": "tests/test_sft.py (accelerate launch of the stage; multi-GPU and DeepSpeed need GPUs)",
+    "evol eval-samples samples.jsonl --benchmark mbpp_plus": "tests/test_eval_samples.py (EvalPlus files are "
+                                                             "not shipped; the test writes one)",
+}
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """(file, command line) for every command, comments and prompts stripped, in document order."""
+    found = []
+    for name in DOCS:
+        text = (REPO / name).read_text(encoding="utf-8")
+        for block in re.findall(r"^```sh\n(.*?)^```", text, re.MULTILINE | re.DOTALL):
+            for line in block.splitlines():
+                command = re.sub(r"\s+#.*$", "", line).strip()
+                if command and not command.startswith("#"):
+                    found.append((name, command))
+        if name == "README.md":
+            table = text.split("## Commands", 1)[1]
+            found += [(name, cell) for cell in re.findall(r"^\| `([^`]+)` \|", table, re.MULTILINE)]
+    return found
+
+
+def elsewhere(command: str) -> str | None:
+    return next((why for prefix, why in ELSEWHERE.items() if command.startswith(prefix)), None)
+
+
+def test_no_shell_block_is_left_untyped():
+    """A command in an untyped block would escape this file: every block says what it is."""
+    for name in DOCS:
+        text = (REPO / name).read_text(encoding="utf-8")
+        untyped = re.findall(r"^```\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+        assert not untyped, f"{name}: give each code block a language (sh for commands, text for output): {untyped[0]!r}"
+
+
+def test_every_command_elsewhere_names_a_test_that_exists():
+    for command, why in ELSEWHERE.items():
+        target = why.split(" ", 1)[0]
+        path, _, test = target.partition("::")
+        assert (REPO / path).exists(), f"{command!r}: {path} does not exist"
+        if test:
+            assert f"def {test}(" in (REPO / path).read_text(), f"{command!r}: {target} does not exist"
+
+
+def placeholders(command: str) -> str:
+    """The README's command table shows syntax (`[--json]`, `ID`); run its plainest form."""
+    command = re.sub(r"\s*\[[^\]]*\]", "", command)
+    return command.replace("SAMPLES.jsonl", "samples.jsonl").replace("NAME", "humaneval").replace("ID", "$SOME_ID")
+
+
+@pytest.fixture(scope="module")
+def clone_with_demo(tmp_path_factory) -> Path:
+    clone = tmp_path_factory.mktemp("docs") / "evolinstruct"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    (clone / ".venv").symlink_to(REPO / ".venv")
+    os.utime(clone / "pyproject.toml", (0, 0))  # older than .venv's install stamp: make sees it set up
+    return clone
+
+
+@pytest.mark.slow
+def test_every_runnable_command_runs_as_printed(clone_with_demo, tmp_path):
+    commands = [(name, placeholders(c)) for name, c in documented_commands() if not elsewhere(c)]
+    assert commands, "no commands found in the docs"
+    samples = clone_with_demo / "demo-project/samples.jsonl"
+    script = [
+        "set -euo pipefail",
+        # What a demo leaves for the commands that take an argument: a record id, a samples file.
+        "make demo",
+        f"printf '%s\\n' '{{\"task_id\": \"HumanEval/0\", \"completion\": \"    return False\\n\"}}' > {samples}",
+        "cp demo-project/samples.jsonl samples.jsonl",
+        "export SOME_ID=$(head -c 200 demo-project/data/seed/seed.jsonl | sed -E 's/.*\"id\": *\"([^\"]+)\".*/\\1/')",
+    ]
+    for name, command in commands:
+        script += [f"echo '>>> {name}: {command}' >&2", command]
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV",)}
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not p.startswith(str(REPO / ".venv")))
+    proc = subprocess.run(["bash", "-c", "\n".join(script)], cwd=clone_with_demo, env=env, capture_output=True,
+                          text=True, timeout=1200)
+    ran = re.findall(r"^>>> (.*)$", proc.stderr, re.MULTILINE)
+    assert proc.returncode == 0, f"failed at: {ran[-1] if ran else 'setup'}\n{textwrap.indent(proc.stderr[-4000:], '  ')}"
+    assert len(ran) == len(commands)
