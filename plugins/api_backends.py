@@ -18,10 +18,10 @@ from email.utils import parsedate_to_datetime
 from types import ModuleType
 from typing import Any
 
-from evolinstruct.backends import Backend, BatchStatus, Completion, EvolverConfig, Sampling
-from evolinstruct.dispatch import MalformedResponse, Retry
-from evolinstruct.errors import MissingSecretError
+from evolinstruct.core.errors import MissingSecretError
 from evolinstruct.hookspecs import hookimpl
+from evolinstruct.llm.backends import Backend, BatchStatus, Completion, EvolverConfig, Sampling
+from evolinstruct.llm.dispatch import MalformedResponse, Retry
 
 DEMO_HINT = "or run the offline demo, which needs no key: make demo"
 #: HTTP statuses worth retrying: timeout, conflict, rate limit, and every server error (529 = overloaded).

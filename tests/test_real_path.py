@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO, SHARED
 from loopback import FakeLLMServer, evolver_reply
 
-from evolinstruct.demo import dvc_env
+from evolinstruct.demo.project import dvc_env
 
 pytestmark = pytest.mark.slow
 CODE_ALPACA = SHARED / "data/code_alpaca_2k.json"
@@ -92,7 +92,7 @@ def test_real_seed_data_through_an_openai_compatible_server_then_sft_and_evaluat
 def test_make_demo_prints_the_activate_line_first_when_the_environment_is_not_active(monkeypatch):
     """`make demo` puts .venv/bin on its own PATH only: the user's shell needs the activate line.
     (tests/test_doc_commands.py runs the printed lines in a shell.)"""
-    from evolinstruct.demo import next_steps
+    from evolinstruct.demo.project import next_steps
 
     monkeypatch.delenv("VIRTUAL_ENV", raising=False)
     lines = [line.split("#", 1)[0].strip() for line in next_steps(Path("demo-project")).splitlines()]

@@ -25,7 +25,7 @@ def _pyplot():
 
 def _save(fig, path: Path) -> None:
     """Write atomically (same folder, then rename), like every other output."""
-    from .atomic import atomic_open
+    from evolinstruct.core.atomic import atomic_open
 
     with atomic_open(path, "wb") as handle:
         # No timestamp in the file, so the same data gives the same bytes (and the same DVC hash).

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EvolError
+from evolinstruct.core.errors import EvolError
 
 PASS_AT_1 = "pass@1"
 
@@ -72,7 +72,7 @@ def ablation_points(project: str | os.PathLike[str] = ".") -> list[AblationPoint
 
 def draw_ablation(points: list[AblationPoint], out: str | os.PathLike[str]) -> None:
     """One line per benchmark (and family, when experiments differ in it), sorted by rounds."""
-    from .plots import line_plot
+    from evolinstruct.core.plots import line_plot
 
     families = {p.family for p in points}
     series: dict[str, dict[int, float]] = {}

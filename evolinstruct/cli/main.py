@@ -8,14 +8,14 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from evolinstruct import __version__
 
 
 class EvolGroup(click.Group):
     """Prints user errors as one line with a hint and exits 1; --verbose shows the traceback."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
-        from .errors import EvolError
+        from evolinstruct.core.errors import EvolError
 
         try:
             return super().invoke(ctx)
@@ -42,7 +42,7 @@ def plugins(as_json: bool) -> None:
     """List every plugin, its distribution, and what it registers."""
     import json
 
-    from .registry import get_registry
+    from evolinstruct.registry import get_registry
 
     infos = get_registry().describe()
     if as_json:
@@ -68,9 +68,7 @@ def demo(project: Path, source: Path, overrides: tuple[str, ...]) -> None:
 
     No key and no network are needed. The scores mean nothing: the models have random weights.
     """
-    from .demo import run_demo
-
-    from .demo import next_steps
+    from evolinstruct.demo.project import next_steps, run_demo
 
     seconds = run_demo(project.resolve(), source.resolve(), overrides)
     click.echo(f"demo finished in {seconds:.0f}s. Explore it:")
@@ -87,8 +85,8 @@ def estimate(params_path: Path, seed_path: Path, as_json: bool) -> None:
     """Print the requests, tokens and cost the evolve stage will need, before anything is paid."""
     import json
 
-    from .estimate import estimate as run_estimate
-    from .estimate import render
+    from evolinstruct.evolve.estimate import estimate as run_estimate
+    from evolinstruct.evolve.estimate import render
 
     result = run_estimate(params_path, seed_path)
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else render(result))
@@ -102,7 +100,7 @@ def estimate(params_path: Path, seed_path: Path, as_json: bool) -> None:
 def inspect(record_id: str, project: Path, as_json: bool) -> None:
     """Show a record by id (or unique prefix), its lineage back to the seed, what it evolved into,
     and its fate: kept for training, or removed with the rule and evidence."""
-    from .explore import Project, dumps, render_record
+    from evolinstruct.cli.explore import Project, dumps, render_record
 
     data = Project.load(project)
     info = data.describe(data.find(record_id))
@@ -116,7 +114,7 @@ def inspect(record_id: str, project: Path, as_json: bool) -> None:
 def stats(project: Path, as_json: bool) -> None:
     """Data statistics per round: records by status, rejection rules, instruction length; and the
     training set after elimination."""
-    from .explore import Project, dumps, render_statistics, statistics
+    from evolinstruct.cli.explore import Project, dumps, render_statistics, statistics
 
     result = statistics(Project.load(project))
     click.echo(dumps(result) if as_json else render_statistics(result))
@@ -130,7 +128,7 @@ def stats(project: Path, as_json: bool) -> None:
 def ablation_plot(out: Path, project: Path) -> None:
     """Draw pass@1 against rounds over the workspace and every experiment (`dvc exp show`), one
     line per benchmark and heuristic family: the paper's figure, as a PNG that needs no network."""
-    from .ablation import ablation_points, draw_ablation
+    from evolinstruct.cli.ablation import ablation_points, draw_ablation
 
     points = ablation_points(project)
     draw_ablation(points, out)
@@ -166,8 +164,8 @@ def eval_samples(samples: Path, benchmark: str, ks: list[int], out: Path | None,
     """
     import json
 
-    from .sandbox import Limits
-    from .score_samples import score_samples
+    from evolinstruct.evaluate.sandbox import Limits
+    from evolinstruct.evaluate.scoring import score_samples
 
     options = {"path": str(problem_file)} if problem_file else {}
     scores, path, problems = score_samples(samples, benchmark, ks, out, Limits(timeout=timeout), workers, options)
