@@ -28,6 +28,7 @@ from evolinstruct.atomic import write_json
 from evolinstruct.benchmarks import Problem
 from evolinstruct.dedup import find_duplicates
 from evolinstruct.errors import EvolError
+from evolinstruct.hf import check_option_paths
 from evolinstruct.params import read_group
 from evolinstruct.progress import Progress
 from evolinstruct.records import Record, Rejection, read_records, round_path, write_records
@@ -183,6 +184,8 @@ def eliminate_metrics(kept: list[Record], dropped: list[Record], report: dict, s
 def main() -> None:
     started = time.monotonic()
     params = read_group(EliminateParams, "eliminate")
+    if params.decontaminate:
+        check_option_paths("eliminate.benchmark_options", params.benchmark_options)
     seeds = read_records(paths.SEED)
     kept, dropped, report = eliminate(seeds, evolved_rounds(), params)
     write_records(paths.KEPT, kept)

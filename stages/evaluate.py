@@ -19,6 +19,7 @@ from evolinstruct import paths
 from evolinstruct.atomic import write_json
 from evolinstruct.extract import extract_code
 from evolinstruct.generation import GenerationSettings, Generator
+from evolinstruct.hf import check_option_paths
 from evolinstruct.params import load_params, read_group, read_rounds
 from evolinstruct.passk import mean_pass_at_k
 from evolinstruct.progress import Progress
@@ -81,6 +82,7 @@ def evaluate_benchmark(name: str, params: EvaluateParams, generator: Generator) 
 
 def main() -> None:
     params = read_group(EvaluateParams, "evaluate")
+    check_option_paths("evaluate.benchmark_options", params.benchmark_options)  # before the model loads
     generator = Generator(str(paths.SFT_MODEL), params.engine, params.device)
     metrics = {name: evaluate_benchmark(name, params, generator) for name in params.benchmarks}
     write_json(paths.METRICS / "evaluate.json", metrics)
