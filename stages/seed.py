@@ -110,7 +110,7 @@ def read_text(path: Path) -> str:
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise EvolError(f"{path}: UTF-16 text (byte-order mark at offset 0), not UTF-8", "re-save the file as UTF-8")
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8").removeprefix("\ufeff")  # offsets below count the BOM's bytes too
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise EvolError(f"{path}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x} at byte offset {exc.start})",
@@ -325,7 +325,7 @@ def main() -> None:
                      "by_field": dict(Counter(r.field for r in invalid if r.field).most_common())},
         "duplicates": duplicates,
     })
-    log.info("%d records read from %s: %d written to %s, %d rejected%s, %d duplicates dropped%s",
+    log.info("%d records read from %s: %d written to %s; rejected %d%s; duplicates dropped %d%s",
              len(rows), source, len(records), paths.SEED, len(invalid),
              f" ({summary(invalid)})" if invalid else "", duplicates,
              f"; see {REJECTS}" if rejects else "")
