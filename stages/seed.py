@@ -194,12 +194,16 @@ def load_rows(params: SeedParams) -> tuple[str, list[Row]]:
                           "give a local .json/.jsonl/.parquet file (under data/raw/) or hf:<dataset id>")
     if path.is_dir():
         raise ParamsError("params.yaml", "seed.source", f"{source}: is a folder", "give one .json/.jsonl/.parquet file")
-    if path.suffix == ".parquet":
+    suffix = path.suffix.lower()
+    if suffix not in (".json", ".jsonl", ".parquet"):
+        raise ParamsError("params.yaml", "seed.source", f"{source}: expected a .json, .jsonl or .parquet file",
+                          "convert it, or load it from the hub with hf:<dataset id>")
+    if suffix == ".parquet":
         import pyarrow.parquet as pq
 
         return source, [Row(value, index=i) for i, value in enumerate(pq.read_table(path).to_pylist())]
     text = read_text(path)
-    if path.suffix == ".jsonl":
+    if suffix == ".jsonl":
         return source, list(jsonl_rows(path, text))
     return source, json_rows(path, text)
 

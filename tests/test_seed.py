@@ -155,6 +155,12 @@ def test_a_missing_local_source_names_the_param(tmp_path, monkeypatch, capsys):
                                            "(hint: give a local .json/.jsonl/.parquet file (under data/raw/) or hf:<dataset id>)")
 
 
+def test_a_source_of_another_format_names_the_param(tmp_path, monkeypatch, capsys):
+    project(tmp_path, monkeypatch, "seeds.csv", "instruction,output\na,b\n")
+    assert "params.yaml: seed.source: data/raw/seeds.csv: expected a .json, .jsonl or .parquet file" in \
+        fails_with_one_line(capsys)
+
+
 @pytest.mark.parametrize("params, message", [
     ({"on_invalid": "drop"}, "seed.on_invalid: expected skip or error, got 'drop'"),
     ({"max_invalid_share": 1.5}, "seed.max_invalid_share: expected a share between 0 and 1, got 1.5"),
