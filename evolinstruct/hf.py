@@ -68,7 +68,7 @@ def check_source(param: str, value: str, revision: str = "") -> str:
             raise ParamsError("params.yaml", param, f"{value}: no such folder",
                               "it looks like a local path, so it is not looked up on the Hugging Face hub; "
                               "fix the path, or give a hub id as owner/name")
-        return str(Path(value).expanduser())
+        return os.path.expanduser(value)
     if Path(value).exists():  # a folder named like a bare hub id ("gpt2") wins, as in transformers
         return value
     if hub_offline() and not in_hub_cache(value, revision):
@@ -125,6 +125,7 @@ def revision_kwargs(name_or_path: str, revision: str) -> dict[str, str]:
 def load_tokenizer(name_or_path: str, revision: str = "") -> Any:
     from transformers import AutoTokenizer
 
+    name_or_path = os.path.expanduser(name_or_path)  # `~/models/x` is a path, as check_source says
     return AutoTokenizer.from_pretrained(name_or_path, **revision_kwargs(name_or_path, revision))
 
 
@@ -133,6 +134,7 @@ def load_model(name_or_path: str, revision: str = "", device: str = "auto", dtyp
     from transformers import AutoModelForCausalLM
 
     device = pick_device(device)
+    name_or_path = os.path.expanduser(name_or_path)
     if dtype == "auto":
         torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     else:
