@@ -8,7 +8,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from .errors import EvolError
+from evolinstruct.core.errors import EvolError
 
 
 def _not_printed_already(record: logging.LogRecord) -> bool:

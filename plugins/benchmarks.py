@@ -20,9 +20,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from evolinstruct.benchmarks import Problem
-from evolinstruct.errors import EvolError
-from evolinstruct.extract import defines
+from evolinstruct.core.errors import EvolError
+from evolinstruct.evaluate.benchmarks import Problem
+from evolinstruct.evaluate.extract import defines
+
 from evolinstruct.hookspecs import hookimpl
 
 
@@ -45,7 +46,7 @@ def read_rows(path: str) -> list[dict[str, Any]]:
 def hub_rows(name: str, hub_id: str, options: Mapping[str, Any], config: str | None = None) -> list[dict[str, Any]]:
     """The `test` split of benchmark `name`'s hub dataset, at `options["revision"]` when given; one
     line naming the benchmark when it cannot be had (at once with HF_HUB_OFFLINE=1)."""
-    from evolinstruct.hf import load_hub_dataset
+    from evolinstruct.llm.hf import load_hub_dataset
 
     return load_hub_dataset(f"benchmark {name}", hub_id, "test", config, options.get("revision") or "",
                             hint=f"set benchmark_options.{name}.path to a local copy")

@@ -8,8 +8,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from evolinstruct.backends import Backend, Completion, EvolverConfig, Sampling
-from evolinstruct.dispatch import Control
+from evolinstruct.llm.backends import Backend, Completion, EvolverConfig, Sampling
+from evolinstruct.llm.dispatch import Control
+
 from evolinstruct.hookspecs import hookimpl
 
 
@@ -24,14 +25,14 @@ class TransformersBackend(Backend):
     def check_ready(self) -> None:
         """A missing local model folder, or a hub model not cached while HF_HUB_OFFLINE=1, stops the
         stage before any work (never tried on the hub)."""
-        from evolinstruct import hf
+        from evolinstruct.llm import hf
 
         hf.check_source("evolver.model", self.config.model, self.config.revision)
 
     def _model(self) -> tuple[Any, Any]:
         with self._lock:
             if self._loaded is None:
-                from evolinstruct import hf
+                from evolinstruct.llm import hf
 
                 hf.quiet_transformers()
                 tokenizer = hf.load_tokenizer(self.config.model, self.config.revision)
@@ -55,7 +56,7 @@ class TransformersBackend(Backend):
     ) -> None:
         """Generate on the local device in batches of `evolver.batch_size`; `control` (rate limits,
         retries, budget) is for API backends and does not apply here."""
-        from evolinstruct import hf
+        from evolinstruct.llm import hf
 
         def run() -> None:
             model, tokenizer = self._model()

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evolinstruct import paths
-from evolinstruct.atomic import atomic_open, write_json
-from evolinstruct.errors import EvolError, ParamsError
-from evolinstruct.hf import load_hub_dataset
-from evolinstruct.params import read_group
-from evolinstruct.records import Record, seed_record, write_records
-from evolinstruct.stage import run_stage
+from evolinstruct.core import paths
+from evolinstruct.core.atomic import atomic_open, write_json
+from evolinstruct.core.errors import EvolError, ParamsError
+from evolinstruct.core.params import read_group
+from evolinstruct.core.records import Record, seed_record, write_records
+from evolinstruct.core.stage import run_stage
+from evolinstruct.llm.hf import load_hub_dataset
 
 log = logging.getLogger(__name__)
 REJECTS = paths.SEED_REJECTS

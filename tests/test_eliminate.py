@@ -6,13 +6,12 @@ import re
 
 import pytest
 from conftest import SHARED
+from evolinstruct.core.records import Rejection, evolved_record, seed_record
+from evolinstruct.eliminate.decontaminate import Decontaminator
+from evolinstruct.eliminate.dedup import find_duplicates, lsh_shape
+from evolinstruct.evaluate.benchmarks import Problem
 from evolinstruct.plugins.benchmarks import MBPP, HumanEval
 from evolinstruct.stages.eliminate import EliminateParams, eliminate, eliminate_metrics, eliminate_report
-
-from evolinstruct.benchmarks import Problem
-from evolinstruct.decontaminate import Decontaminator
-from evolinstruct.dedup import find_duplicates, lsh_shape
-from evolinstruct.records import Rejection, evolved_record, seed_record
 
 HUMANEVAL = {p.task_id: p for p in HumanEval().load({})}
 
@@ -160,9 +159,8 @@ def test_humaneval_data_is_the_packaged_file():
 
 
 def test_merge_shuffle_metrics_are_the_training_set_size_and_the_round_statistics_a_report(tmp_path, monkeypatch):
+    from evolinstruct.core.records import write_records
     from evolinstruct.stages import merge_shuffle
-
-    from evolinstruct.records import write_records
 
     seeds, rounds = lineage_fixture()
     kept, _, _ = eliminate(seeds, rounds, EliminateParams(benchmarks=["humaneval"]))

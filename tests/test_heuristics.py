@@ -3,9 +3,8 @@ from collections import Counter
 
 import pytest
 from conftest import SHARED
+from evolinstruct.evolve.heuristics import draw
 from plugins_under_test import heuristics as builtin
-
-from evolinstruct.heuristics import draw
 
 REFERENCE = SHARED / "reference/evol-instruct.md"
 

@@ -7,11 +7,10 @@ import subprocess
 import sys
 
 import pytest
-
-from evolinstruct import hf
-from evolinstruct.backends import EvolverConfig
-from evolinstruct.errors import ParamsError
-from evolinstruct.stage import run_stage
+from evolinstruct.core.errors import ParamsError
+from evolinstruct.core.stage import run_stage
+from evolinstruct.llm import hf
+from evolinstruct.llm.backends import EvolverConfig
 
 
 @pytest.fixture
@@ -105,7 +104,7 @@ def test_an_offline_hub_benchmark_is_one_line(tmp_path):
     samples = tmp_path / "samples.jsonl"
     samples.write_text('{"task_id": "Mbpp/11", "completion": "pass"}\n')
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    proc = subprocess.run([sys.executable, "-m", "evolinstruct.cli", "eval-samples", str(samples), "--benchmark", "mbpp"],
+    proc = subprocess.run([sys.executable, "-m", "evolinstruct.cli.main", "eval-samples", str(samples), "--benchmark", "mbpp"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
@@ -119,7 +118,7 @@ def test_hub_lines_are_printed_once(tmp_path):
     propagate to the root, where the stage's handler would print every line a second time."""
     script = (
         "import logging\n"
-        "from evolinstruct.stage import run_stage\n"
+        "from evolinstruct.core.stage import run_stage\n"
         "def main():\n"
         "    from huggingface_hub.utils import logging as hub_logging\n"
         "    hub_logging.get_logger('huggingface_hub.file_download').warning('hub line')\n"

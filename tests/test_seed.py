@@ -5,10 +5,9 @@ import json
 
 import pytest
 from conftest import SHARED, finish_stage
+from evolinstruct.core.records import read_records
+from evolinstruct.core.stage import run_stage
 from evolinstruct.stages import seed as stage
-
-from evolinstruct.records import read_records
-from evolinstruct.stage import run_stage
 
 CODE_ALPACA = SHARED / "data/code_alpaca_2k.json"
 
