@@ -112,7 +112,7 @@ def bench_eliminate() -> dict:
             records = sum(1 for p in (folder / "data").rglob("*.jsonl") for _ in p.open())
             eliminate_s, eliminate_mib = run_stage(folder, "eliminate")
             merge_s, merge_mib = run_stage(folder, "merge_shuffle")
-            metrics = json.loads((folder / "metrics/eliminate.json").read_text())
+            metrics = json.loads((folder / "reports/eliminate.json").read_text())  # the per-rule detail
         runs.append({
             "records": records, "eliminate_s": round(eliminate_s, 2), "merge_shuffle_s": round(merge_s, 2),
             "total_s": round(eliminate_s + merge_s, 2), "peak_mib": round(max(eliminate_mib, merge_mib), 1),

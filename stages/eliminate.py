@@ -9,7 +9,9 @@
 Writes data/eliminated/kept.jsonl (seeds and evolutions that train the model),
 data/eliminated/removed.jsonl (every removed record, with rule and evidence),
 data/eliminated/decontamination.json (per benchmark: which records overlapped which problems,
-with the overlapping text), and per-rule counts per round to metrics/eliminate.json.
+with the overlapping text), per-rule counts per round to reports/eliminate.json, and the headline
+counts (kept; removed by filters, failed requests, decontamination, duplicates) to
+metrics/eliminate.json.
 
 Params: the `eliminate` group.
 """
@@ -32,10 +34,12 @@ from evolinstruct.core.records import Record, Rejection, read_records, round_pat
 from evolinstruct.core.stage import run_stage
 from evolinstruct.eliminate.dedup import find_duplicates
 from evolinstruct.evaluate.benchmarks import Problem
+from evolinstruct.llm.hf import check_option_paths
 from evolinstruct.registry import get_registry
 
 log = logging.getLogger(__name__)
 DECONTAMINATION_REPORT = paths.ELIMINATED / "decontamination.json"
+REPORT = paths.REPORTS / "eliminate.json"
 
 
 @dataclass
@@ -161,7 +165,8 @@ def eliminate(seeds: list[Record], rounds: list[list[Record]], params: Eliminate
     return kept, dropped, report
 
 
-def eliminate_metrics(kept: list[Record], dropped: list[Record], report: dict, seconds: float) -> dict:
+def eliminate_report(kept: list[Record], dropped: list[Record], report: dict, seconds: float) -> dict:
+    """The detail (reports/eliminate.json): counts per rule, per rule per round, per benchmark."""
     per_round: dict[str, Counter[str]] = defaultdict(Counter)
     for record in dropped:
         for reason in record.reasons:
@@ -180,18 +185,40 @@ def eliminate_metrics(kept: list[Record], dropped: list[Record], report: dict, s
     }
 
 
+#: The headline metric each removal rule counts towards (a round filter's rejection otherwise).
+_HEADLINE_RULE = {"decontamination": "removed_contaminated", "exact_duplicate": "removed_duplicates",
+                  "near_duplicate": "removed_duplicates"}
+
+
+def eliminate_metrics(kept: list[Record], dropped: list[Record]) -> dict[str, int]:
+    """The few numbers `dvc metrics show` displays (metrics/eliminate.json): what was kept, and why
+    the rest went, in four groups. Each removed record counts once, by its last (deciding) reason."""
+    metrics = {"kept": len(kept), "removed": len(dropped), "removed_by_filters": 0, "removed_failed_requests": 0,
+               "removed_contaminated": 0, "removed_duplicates": 0}
+    for record in dropped:
+        if record.status == "failed":
+            metrics["removed_failed_requests"] += 1
+        else:
+            rule = record.reasons[-1].rule if record.reasons else ""
+            metrics[_HEADLINE_RULE.get(rule, "removed_by_filters")] += 1
+    return metrics
+
+
 def main() -> None:
     started = time.monotonic()
     params = read_group(EliminateParams, "eliminate")
+    if params.decontaminate:
+        check_option_paths("eliminate.benchmark_options", params.benchmark_options)
     seeds = read_records(paths.SEED)
     kept, dropped, report = eliminate(seeds, evolved_rounds(), params)
     write_records(paths.KEPT, kept)
     write_records(paths.REMOVED, dropped)
     write_json(DECONTAMINATION_REPORT, report)
-    metrics = eliminate_metrics(kept, dropped, report, time.monotonic() - started)
-    write_json(paths.METRICS / "eliminate.json", metrics)
-    log.info("kept %d records, removed %d (%s); see %s", len(kept), len(dropped),
-             ", ".join(f"{rule} {n}" for rule, n in metrics["rules"].items()) or "none", paths.REMOVED)
+    detail = eliminate_report(kept, dropped, report, time.monotonic() - started)
+    write_json(REPORT, detail)
+    write_json(paths.METRICS / "eliminate.json", eliminate_metrics(kept, dropped))
+    log.info("kept %d records, removed %d (%s); see %s and %s", len(kept), len(dropped),
+             ", ".join(f"{rule} {n}" for rule, n in detail["rules"].items()) or "none", paths.REMOVED, REPORT)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from evolinstruct.evaluate.generation import GenerationSettings, Generator
 from evolinstruct.evaluate.passk import mean_pass_at_k
 from evolinstruct.evaluate.sandbox import Limits
 from evolinstruct.evaluate.scoring import score_programs
+from evolinstruct.llm.hf import check_option_paths
 from evolinstruct.registry import get_registry
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ def evaluate_benchmark(name: str, params: EvaluateParams, generator: Generator) 
 
 def main() -> None:
     params = read_group(EvaluateParams, "evaluate")
+    check_option_paths("evaluate.benchmark_options", params.benchmark_options)  # before the model loads
     generator = Generator(str(paths.SFT_MODEL), params.engine, params.device)
     metrics = {name: evaluate_benchmark(name, params, generator) for name in params.benchmarks}
     write_json(paths.METRICS / "evaluate.json", metrics)

