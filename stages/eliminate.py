@@ -190,18 +190,42 @@ _HEADLINE_RULE = {"decontamination": "removed_contaminated", "exact_duplicate": 
                   "near_duplicate": "removed_duplicates"}
 
 
+_HEADLINE_GROUPS = ("removed_by_filters", "removed_failed_requests", "removed_contaminated", "removed_duplicates")
+
+
+def headline_group(record: Record) -> str:
+    """The headline group a removed record counts in once, by its last (deciding) reason."""
+    if record.status == "failed":
+        return "removed_failed_requests"
+    rule = record.reasons[-1].rule if record.reasons else ""
+    return _HEADLINE_RULE.get(rule, "removed_by_filters")
+
+
 def eliminate_metrics(kept: list[Record], dropped: list[Record]) -> dict[str, int]:
     """The few numbers `dvc metrics show` displays (metrics/eliminate.json): what was kept, and why
-    the rest went, in four groups. Each removed record counts once, by its last (deciding) reason."""
-    metrics = {"kept": len(kept), "removed": len(dropped), "removed_by_filters": 0, "removed_failed_requests": 0,
-               "removed_contaminated": 0, "removed_duplicates": 0}
+    the rest went, in four groups."""
+    groups = Counter(headline_group(record) for record in dropped)
+    return {"kept": len(kept), "removed": len(dropped), **{group: groups[group] for group in _HEADLINE_GROUPS}}
+
+
+def write_plots(kept: list[Record], dropped: list[Record]) -> None:
+    """The records through the cascade (per round: kept, and removed by headline group) and the
+    rejects by rule, as DVC plot data and as PNGs that need no network to look at."""
+    from evolinstruct.core.plots import horizontal_bars, stacked_bars
+
+    rounds = sorted({r.round for r in kept} | {r.round for r in dropped})
+    per_round = {k: Counter(["kept"] * sum(r.round == k for r in kept)) for k in rounds}
     for record in dropped:
-        if record.status == "failed":
-            metrics["removed_failed_requests"] += 1
-        else:
-            rule = record.reasons[-1].rule if record.reasons else ""
-            metrics[_HEADLINE_RULE.get(rule, "removed_by_filters")] += 1
-    return metrics
+        per_round[record.round][headline_group(record)] += 1
+    columns = ("kept", *_HEADLINE_GROUPS)
+    write_json(paths.PLOTS / "cascade.json", [{"round": k, **{c: per_round[k][c] for c in columns}} for k in rounds])
+    stacked_bars(paths.PLOTS / "cascade.png", [str(k) for k in rounds],
+                 {c: [per_round[k][c] for k in rounds] for c in columns},
+                 title="Records through the cascade (round 0 = seed)", xlabel="round", ylabel="records")
+    rules = Counter(reason.rule for record in dropped for reason in record.reasons[-1:])
+    write_json(paths.PLOTS / "rejects.json", [{"reason": rule, "records": n} for rule, n in sorted(rules.items())])
+    horizontal_bars(paths.PLOTS / "rejects.png", dict(rules) or {"none": 0},
+                    title="Records removed, by deciding rule", xlabel="records")
 
 
 def main() -> None:
@@ -217,6 +241,7 @@ def main() -> None:
     detail = eliminate_report(kept, dropped, report, time.monotonic() - started)
     write_json(REPORT, detail)
     write_json(paths.METRICS / "eliminate.json", eliminate_metrics(kept, dropped))
+    write_plots(kept, dropped)
     log.info("kept %d records, removed %d (%s); see %s and %s", len(kept), len(dropped),
              ", ".join(f"{rule} {n}" for rule, n in detail["rules"].items()) or "none", paths.REMOVED, REPORT)
 

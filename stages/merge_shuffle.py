@@ -1,8 +1,8 @@
 """Stage `merge_shuffle`: the seed data plus the kept evolutions of rounds 1..`rounds` (everything
 in data/eliminated/kept.jsonl), shuffled with a fixed seed, written as JSONL and as a Hugging
 Face `datasets` dataset for the SFT stage. The training set's size, in all and per round, goes
-to metrics/merge_shuffle.json; per-round statistics go to reports/merge_shuffle.json and to
-plots/rounds.json: the complexity cascade, which is the point of the method, for `dvc plots`.
+to metrics/merge_shuffle.json; per-round statistics (the complexity proxy below, instruction length,
+code share) go to reports/merge_shuffle.json.
 
 The complexity proxy of an instruction is the number of requirement markers it contains (words
 and phrases that add a constraint: "must", "should", "ensure", "without", "at least", "handle",
@@ -81,7 +81,6 @@ def main() -> None:
     with atomic_dir(paths.TRAIN_DATASET) as folder:
         table.save_to_disk(str(folder))
     stats = round_statistics(merged)
-    write_json(paths.PLOTS / "rounds.json", stats)
     write_json(REPORT, {"train_records": len(merged), "rounds": {str(r["round"]): r for r in stats}})
     write_json(paths.METRICS / "merge_shuffle.json", {
         "train_records": len(merged),
