@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from .dispatch import Control, Retry
@@ -70,8 +70,17 @@ class EvolverConfig:
     device: str = "auto"
 
 
+class ProviderError(Exception):
+    """The provider failed a request in a way that retrying will not fix (a refused or invalid
+    request, an authentication error, a content filter). Raise it from ``complete`` so the request
+    is recorded as failed, as a provider failure rather than a bug in the backend."""
+
+
 @dataclass(frozen=True)
 class Sampling:
+    """How to sample one request, from the ``evolver`` params group: the same for every request of
+    a run (evolve, answer and judge prompts alike)."""
+
     temperature: float
     top_p: float | None
     max_tokens: int
@@ -87,6 +96,9 @@ class Sampling:
 
 @dataclass(frozen=True)
 class Completion:
+    """A backend's answer to one prompt. Token counts are the provider's (0 when unknown); they feed
+    the cost metrics and the budget."""
+
     text: str
     #: "stop", or "length" when the token limit cut the answer off.
     finish_reason: str = "stop"
@@ -114,6 +126,9 @@ class Backend:
 
     def __init__(self, config: EvolverConfig) -> None:
         self.config = config
+        #: This backend's plugin params (its ``plugins.<name>`` group, validated by its
+        #: ``params_schema``), set by the registry before ``check_ready``; None without a schema.
+        self.params: Any = None
 
     def check_ready(self) -> None:
         """Raise an EvolError (for example MissingSecretError) before any work starts."""
@@ -130,6 +145,15 @@ class Backend:
         if isinstance(error, MalformedResponse | ConnectionError):
             return Retry()
         return None
+
+    def provider_failure(self, error: BaseException) -> bool:
+        """Whether `error` (raised by `complete` and not retried) is the provider's failure rather
+        than a bug in this backend. A bug is logged with its traceback and the plugin's
+        distribution. The base class counts ProviderError, MalformedResponse and OSError
+        (connection errors, timeouts); SDK backends add their SDK's error classes."""
+        from .dispatch import MalformedResponse
+
+        return isinstance(error, ProviderError | MalformedResponse | OSError)
 
     def control(self) -> Control:
         """How `complete_many` sends requests when the caller does not say: from `evolver` params."""

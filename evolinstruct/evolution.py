@@ -25,6 +25,7 @@ from .filters import Candidate, Filter
 from .heuristics import Heuristic, draw
 from .progress import Progress
 from .records import Record, Rejection, evolved_record
+from .registry import get_registry, plugin_code
 from .request_cache import RequestCache, request_key
 
 
@@ -77,12 +78,14 @@ class RequestRunner:
                  control: Control | None = None, price: Price | None = None) -> None:
         self.backend, self.cache, self.sampling = backend, cache, sampling
         self.model = backend.config.model
+        #: The backend plugin's distribution and version: a fixed plugin must not be served old answers.
+        self.version = get_registry().version_key("backend", backend.name)
         self.control = control or backend.control()
         self.price = price
         self.batch = backend.config.mode == "batch"
 
     async def run(self, label: str, prompts: Sequence[str], sample: int, stats: RoundStats) -> list[Completion | Failure]:
-        keys = [request_key(self.backend.name, self.model, self.sampling, p, sample) for p in prompts]
+        keys = [request_key(self.backend.name, self.model, self.sampling, p, sample, self.version) for p in prompts]
         results: dict[str, Completion | Failure] = {}
         for key in dict.fromkeys(keys):
             hit = self.cache.get(key)
@@ -200,10 +203,12 @@ async def evolve_round(
             candidates[i] = Candidate(pool[i].instruction, instructions[i], answer.text.strip(), answer.finish_reason)
             rejections[i] = []
             for n, f in enumerate(filters):
-                question = f.judge_prompt(candidates[i])
+                with plugin_code("filter", f.name):  # a filter's bug stops the stage, naming its plugin
+                    question = f.judge_prompt(candidates[i])
+                    rejection = f.check(candidates[i], None) if question is None else None
                 if question is not None:
                     questions[n, i] = question
-                elif rejection := f.check(candidates[i], None):
+                elif rejection:
                     rejections[i].append(rejection)
     for n, f in enumerate(filters):
         asked = [i for i in candidates if (n, i) in questions and not rejections[i]]
@@ -214,7 +219,8 @@ async def evolve_round(
             if isinstance(verdict, Failure):
                 answers[i] = verdict  # the judge never answered: the evolution failed, not eliminated
                 continue
-            rejection = f.check(candidates[i], verdict.text)
+            with plugin_code("filter", f.name):
+                rejection = f.check(candidates[i], verdict.text)
             if rejection:
                 rejections[i].append(rejection)
 

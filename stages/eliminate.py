@@ -11,7 +11,8 @@ data/eliminated/removed.jsonl (every removed record, with rule and evidence),
 data/eliminated/decontamination.json (per benchmark: which records overlapped which problems,
 with the overlapping text), and per-rule counts per round to metrics/eliminate.json.
 
-Params: the `eliminate` group.
+Params: the `eliminate` group, and the `plugins` group (each plugin's own params); the `benchmark`
+entry of plugins.lock.yaml records the benchmark plugins' versions.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from evolinstruct.errors import EvolError
 from evolinstruct.params import read_group
 from evolinstruct.progress import Progress
 from evolinstruct.records import Record, Rejection, read_records, round_path, write_records
-from evolinstruct.registry import get_registry
+from evolinstruct.registry import get_registry, prepare
 from evolinstruct.stage import run_stage
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,10 @@ def load_benchmarks(params: EliminateParams) -> dict[str, list[Problem]]:
         except EvolError:
             raise
         except Exception as exc:
+            log.error("%s failed to load:", registry.source_of("benchmark", name), exc_info=exc)
             raise EvolError(
-                f"params.yaml: eliminate.benchmarks: cannot load benchmark '{name}' for decontamination: "
+                f"params.yaml: eliminate.benchmarks: cannot load {registry.source_of('benchmark', name)} "
+                "for decontamination: "
                 f"{type(exc).__name__}: {exc}",
                 f"point eliminate.benchmark_options.{name}.path at a local copy, or leave it out of eliminate.benchmarks",
             ) from None
@@ -182,6 +185,7 @@ def eliminate_metrics(kept: list[Record], dropped: list[Record], report: dict, s
 
 def main() -> None:
     started = time.monotonic()
+    registry = prepare(("benchmark",))
     params = read_group(EliminateParams, "eliminate")
     seeds = read_records(paths.SEED)
     kept, dropped, report = eliminate(seeds, evolved_rounds(), params)
@@ -189,6 +193,7 @@ def main() -> None:
     write_records(paths.REMOVED, dropped)
     write_json(DECONTAMINATION_REPORT, report)
     metrics = eliminate_metrics(kept, dropped, report, time.monotonic() - started)
+    metrics["plugins"] = registry.used(("benchmark", name) for name in report)
     write_json(paths.METRICS / "eliminate.json", metrics)
     log.info("kept %d records, removed %d (%s); see %s", len(kept), len(dropped),
              ", ".join(f"{rule} {n}" for rule, n in metrics["rules"].items()) or "none", paths.REMOVED)

@@ -5,7 +5,8 @@ Writes data/eval/<benchmark>.jsonl (one line per sample: task_id, completion, pa
 ("passed", "timed out" or "failed: <reason>"), and the raw answer), metrics/evaluate.json
 ({benchmark: {"pass@1": ..., "passed": ..., "failed": ..., "timed_out": ...}}) for
 `dvc metrics show` / `dvc exp show`, and plots/evaluate.json for `dvc plots`.
-Params: the `evaluate` group.
+Params: the `evaluate` group, and the `plugins` group (each plugin's own params); the `benchmark`
+entry of plugins.lock.yaml records the benchmark plugins' versions.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from evolinstruct.params import load_params, read_group, read_rounds
 from evolinstruct.passk import mean_pass_at_k
 from evolinstruct.progress import Progress
 from evolinstruct.prompting import alpaca_prompt
-from evolinstruct.registry import get_registry
+from evolinstruct.registry import get_registry, plugin_code, prepare
 from evolinstruct.sandbox import Limits
 from evolinstruct.score_samples import score_programs
 from evolinstruct.stage import run_stage
@@ -58,10 +59,11 @@ class EvaluateParams:
 
 def evaluate_benchmark(name: str, params: EvaluateParams, generator: Generator) -> dict[str, float]:
     benchmark = get_registry().pick("benchmark", name)
-    problems = benchmark.load(params.benchmark_options.get(name, {}))
-    if params.limit:
-        problems = problems[: params.limit]
-    prompts = [alpaca_prompt(benchmark.instruction(p)) for p in problems for _ in range(params.n_samples)]
+    with plugin_code("benchmark", name):  # a benchmark's bug stops the stage, naming its plugin
+        problems = benchmark.load(params.benchmark_options.get(name, {}))
+        if params.limit:
+            problems = problems[: params.limit]
+        prompts = [alpaca_prompt(benchmark.instruction(p)) for p in problems for _ in range(params.n_samples)]
     owners = [p for p in problems for _ in range(params.n_samples)]
     progress = Progress(f"{name} generate", len(prompts))
     settings = GenerationSettings(params.max_new_tokens, params.temperature, params.top_p, tuple(params.stop),
@@ -69,7 +71,8 @@ def evaluate_benchmark(name: str, params: EvaluateParams, generator: Generator) 
     answers = generator.generate(prompts, settings, on_batch=progress.advance)
     codes = [extract_code(a, p.entry_point) for a, p in zip(answers, owners, strict=True)]
     rows = [{"task_id": p.task_id, "completion": c, "answer": a} for p, c, a in zip(owners, codes, answers, strict=True)]
-    programs = [benchmark.program(p, c) for p, c in zip(owners, codes, strict=True)]
+    with plugin_code("benchmark", name):
+        programs = [benchmark.program(p, c) for p, c in zip(owners, codes, strict=True)]
     counts, outcomes = score_programs(f"{name} score", rows, programs, paths.EVAL / f"{name}.jsonl",
                                       Limits(timeout=params.timeout), params.workers)
     results = Counter("passed" if o.passed else "timed out" if o.result == "timed out" else "failed" for o in outcomes)
@@ -80,10 +83,12 @@ def evaluate_benchmark(name: str, params: EvaluateParams, generator: Generator) 
 
 
 def main() -> None:
+    registry = prepare(("benchmark",))
     params = read_group(EvaluateParams, "evaluate")
     generator = Generator(str(paths.SFT_MODEL), params.engine, params.device)
     metrics = {name: evaluate_benchmark(name, params, generator) for name in params.benchmarks}
-    write_json(paths.METRICS / "evaluate.json", metrics)
+    write_json(paths.METRICS / "evaluate.json",
+               {**metrics, "plugins": registry.used(("benchmark", name) for name in params.benchmarks)})
     # One row per benchmark and k, for `dvc plots`.
     write_json(paths.PLOTS / "evaluate.json", [
         {"benchmark": name, "metric": key, "value": value}
