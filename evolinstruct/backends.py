@@ -11,6 +11,7 @@ Keys come from the environment only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -68,6 +69,28 @@ class EvolverConfig:
     revision: str = ""
     batch_size: int = 8
     device: str = "auto"
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What a request is for, readable inside ``complete`` with :func:`current_request`: ``kind``
+    is "evolve" (a heuristic's prompt rewriting an instruction), "answer" (the evolved instruction,
+    to be answered) or "judge" (an LLM filter's question, ``filter`` naming it); ``round`` is the
+    evolution round (1-based). Backends must not need it: the same prompt always deserves the same
+    answer, and the request cache assumes so."""
+
+    kind: str
+    round: int
+    filter: str | None = None
+
+
+_current_request: ContextVar[RequestInfo | None] = ContextVar("evolinstruct_request", default=None)
+
+
+def current_request() -> RequestInfo | None:
+    """The :class:`RequestInfo` of the requests being sent (None outside the evolve stage): for a
+    backend's logging or metrics, never for changing the answer."""
+    return _current_request.get()
 
 
 class ProviderError(Exception):
@@ -128,7 +151,7 @@ class Backend:
         self.config = config
         #: This backend's plugin params (its ``plugins.<name>`` group, validated by its
         #: ``params_schema``), set by the registry before ``check_ready``; None without a schema.
-        self.params: Any = None
+        self.plugin_params: Any = None
 
     def check_ready(self) -> None:
         """Raise an EvolError (for example MissingSecretError) before any work starts."""

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from .backends import Backend, Completion, Sampling
+from .backends import Backend, Completion, RequestInfo, Sampling, _current_request
 from .batching import run_batches
 from .cost import BudgetExhausted, Price
 from .dispatch import Control, estimate_tokens
@@ -84,7 +84,15 @@ class RequestRunner:
         self.price = price
         self.batch = backend.config.mode == "batch"
 
-    async def run(self, label: str, prompts: Sequence[str], sample: int, stats: RoundStats) -> list[Completion | Failure]:
+    async def run(self, label: str, prompts: Sequence[str], sample: int, stats: RoundStats,
+                  request: RequestInfo | None = None) -> list[Completion | Failure]:
+        token = _current_request.set(request)  # the backend's `current_request()`
+        try:
+            return await self._run(label, prompts, sample, stats)
+        finally:
+            _current_request.reset(token)
+
+    async def _run(self, label: str, prompts: Sequence[str], sample: int, stats: RoundStats) -> list[Completion | Failure]:
         keys = [request_key(self.backend.name, self.model, self.sampling, p, sample, self.version) for p in prompts]
         results: dict[str, Completion | Failure] = {}
         for key in dict.fromkeys(keys):
@@ -187,11 +195,13 @@ async def evolve_round(
     drawn = [draw(heuristics, weights, seed, parent.id, round) for parent in pool]
 
     evolutions = await runner.run(
-        f"round {round} evolve", [h.render(p.instruction) for h, p in zip(drawn, pool, strict=True)], round, stats
+        f"round {round} evolve", [h.render(p.instruction) for h, p in zip(drawn, pool, strict=True)], round, stats,
+        RequestInfo("evolve", round),
     )
     instructions = [e.text.strip() if isinstance(e, Completion) else "" for e in evolutions]
     answerable = [i for i, e in enumerate(evolutions) if isinstance(e, Completion) and instructions[i]]
-    answers_list = await runner.run(f"round {round} answer", [instructions[i] for i in answerable], round, stats)
+    answers_list = await runner.run(f"round {round} answer", [instructions[i] for i in answerable], round, stats,
+                                    RequestInfo("answer", round))
     answers: dict[int, Completion | Failure] = dict(zip(answerable, answers_list, strict=True))
 
     # Rule filters first: the LLM judge is only paid for evolutions that pass every free rule.
@@ -214,7 +224,8 @@ async def evolve_round(
         asked = [i for i in candidates if (n, i) in questions and not rejections[i]]
         if not asked:
             continue
-        verdicts = await runner.run(f"round {round} judge:{f.name}", [questions[n, i] for i in asked], round, stats)
+        verdicts = await runner.run(f"round {round} judge:{f.name}", [questions[n, i] for i in asked], round, stats,
+                                    RequestInfo("judge", round, f.name))
         for i, verdict in zip(asked, verdicts, strict=True):
             if isinstance(verdict, Failure):
                 answers[i] = verdict  # the judge never answered: the evolution failed, not eliminated

@@ -54,7 +54,7 @@ def register_backends(register: Callable[[Any], None], params: Any) -> None:
         a subclass of :class:`evolinstruct.api.Backend` with a unique class attribute ``name``
         (the value users put in ``evolver.backend``). It is constructed with the
         :class:`evolinstruct.api.EvolverConfig` built from the ``evolver`` params group, and its
-        ``params`` attribute is set to this plugin's validated params before ``check_ready``.
+        ``plugin_params`` attribute is set to this plugin's validated params before ``check_ready``.
         API backends implement ``complete`` and ``classify`` (which errors to retry); core
         dispatch supplies concurrency, RPM/TPM limits, timeouts, retries and the budget.
         Backends with a provider batch API set ``supports_batch`` and implement ``submit_batch``,
@@ -115,6 +115,6 @@ def params_schema() -> Any:
     :return: a pydantic ``BaseModel`` subclass whose fields all have defaults. The group is
         validated with it (a wrong type or an unknown key is an error naming ``plugins.<name>.<key>``)
         and the instance is passed as ``params`` to this plugin's ``register_*`` hooks and set as
-        ``params`` on its backends. Anything other than a ``BaseModel`` subclass is an error naming
+        ``plugin_params`` on its backends. Anything other than a ``BaseModel`` subclass is an error naming
         the plugin.
     """

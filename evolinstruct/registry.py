@@ -372,7 +372,7 @@ class Registry:
         cls = self.pick("backend", config.backend)
         backend = cls(config)
         owner = self.owners.get(("backend", cls.name))
-        backend.params = self.params_for(owner.name) if owner else None
+        backend.plugin_params = self.params_for(owner.name) if owner else None
         return backend
 
     def owner(self, kind: str, name: str) -> PluginInfo | None:

@@ -1,0 +1,69 @@
+"""The public API for plugin authors: everything a plugin needs, from one module.
+
+Import from here, not from the modules behind it, which may move::
+
+    from evolinstruct.api import Backend, Completion, Heuristic, hookimpl
+
+A plugin is a module with functions decorated by :data:`hookimpl`, exposed through the
+``evolinstruct`` entry-point group (docs/hooks.md has one section per hook). The names below
+are the contract: they keep their meaning across minor versions, and the docstrings are the
+reference (docs/plugins.md is generated from them, and a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+from .backends import (
+    Backend,
+    BatchStatus,
+    Completion,
+    EvolverConfig,
+    ProviderError,
+    RequestInfo,
+    Sampling,
+    current_request,
+)
+from .benchmarks import Benchmark, Problem
+from .dispatch import Control, MalformedResponse, Retry
+from .errors import EvolError, MissingSecretError
+from .filters import Candidate, Filter
+from .heuristics import Heuristic
+from .hookspecs import hookimpl
+from .records import Record, Rejection
+from .registry import PluginError
+from .testing import ScriptedBackend, evolve, registered
+
+__all__ = [
+    # hooks
+    "hookimpl",
+    # records
+    "Record",
+    "Rejection",
+    # heuristics
+    "Heuristic",
+    # backends: the base class, what arrives and what to return, how to fail
+    "Backend",
+    "EvolverConfig",
+    "Sampling",
+    "Completion",
+    "RequestInfo",
+    "current_request",
+    "BatchStatus",
+    "Control",
+    "Retry",
+    "ProviderError",
+    "MalformedResponse",
+    # filters
+    "Filter",
+    "Candidate",
+    # benchmarks
+    "Benchmark",
+    "Problem",
+    # errors a plugin may raise (or see)
+    "EvolError",
+    "MissingSecretError",
+    "PluginError",
+    # testing helpers (pytest fixtures wrapping them: evolinstruct.pytest_plugin)
+    "ScriptedBackend",
+    "registered",
+    "evolve",
+]
