@@ -24,7 +24,7 @@ from .backends import (
 )
 from .benchmarks import Benchmark, Problem
 from .dispatch import Control, MalformedResponse, Retry
-from .errors import EvolError, MissingSecretError
+from .errors import EvolError, MissingSecretError, ParamsError
 from .filters import Candidate, Filter
 from .heuristics import Heuristic
 from .hookspecs import hookimpl
@@ -61,6 +61,7 @@ __all__ = [
     # errors a plugin may raise (or see)
     "EvolError",
     "MissingSecretError",
+    "ParamsError",
     "PluginError",
     # testing helpers (pytest fixtures wrapping them: evolinstruct.pytest_plugin)
     "ScriptedBackend",
