@@ -141,7 +141,12 @@ class BatchStatus:
 
 
 class Backend:
-    """Base class for evolver backends (see the `register_backends` hook)."""
+    """Base class for evolver backends (see the `register_backends` hook and "The backend contract"
+    in docs/plugins.md). Subclass it, set ``name`` (the value of ``evolver.backend``), and implement
+    ``complete`` (API backends: core dispatch adds concurrency, rate limits, timeouts, retries and
+    the budget) or override ``complete_many`` (local backends that batch on a device). Constructed
+    with the ``evolver`` params group as ``config``; ``plugin_params`` holds the plugin's own params.
+    """
 
     name: ClassVar[str] = ""
     #: True when the backend implements the batch methods below.
@@ -157,6 +162,9 @@ class Backend:
         """Raise an EvolError (for example MissingSecretError) before any work starts."""
 
     async def complete(self, prompt: str, sampling: Sampling) -> Completion:
+        """Answer one prompt (an evolve, answer or judge request; see `current_request`) with
+        `sampling`. Raise on failure: `classify` says whether to retry, `provider_failure` whether
+        the error is the provider's or a bug. Called concurrently, up to `evolver.max_concurrency`."""
         raise NotImplementedError(f"backend '{self.name}' implements neither complete nor complete_many")
 
     def classify(self, error: BaseException) -> Retry | None:
