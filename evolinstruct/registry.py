@@ -428,7 +428,7 @@ class Registry:
                        for d in sorted(set(want) | set(have)) if want.get(d) != have.get(d)]
             raise PluginError(
                 f"{path}: {kind}: the installed plugins differ from the lock file ({'; '.join(changes)})",
-                f"run `evol plugins --lock` to record them (DVC then reruns the stages that use them)",
+                "run `evol plugins --lock` to record them (DVC then reruns the stages that use them)",
             )
 
     def used(self, pairs: Iterable[tuple[str, str]]) -> str:
