@@ -18,7 +18,7 @@ from .errors import EvolError, RecordError
 from .passk import mean_pass_at_k
 from .progress import Progress
 from .records import iter_json_lines
-from .registry import get_registry
+from .registry import get_registry, plugin_code
 from .sandbox import Limits, Outcome, run_many
 
 
@@ -80,9 +80,11 @@ def score_samples(
     warm = threading.Thread(target=supervisor, daemon=True)  # start the sandbox while problems load
     warm.start()
     benchmark = get_registry().pick("benchmark", benchmark_name)
-    problems = {p.task_id: p for p in benchmark.load(dict(options or {}))}
+    with plugin_code("benchmark", benchmark_name):  # a benchmark's bug is named, with its plugin
+        problems = {p.task_id: p for p in benchmark.load(dict(options or {}))}
     samples = read_samples(samples_path, set(problems))
-    programs = [benchmark.program(problems[s["task_id"]], s["completion"]) for s in samples]
+    with plugin_code("benchmark", benchmark_name):
+        programs = [benchmark.program(problems[s["task_id"]], s["completion"]) for s in samples]
     warm.join()
     out_path = out_path or Path(f"{samples_path}_results.jsonl")
     counts, _ = score_programs(f"{benchmark_name} samples", samples, programs, out_path, limits or Limits(), workers)

@@ -307,3 +307,28 @@ def test_strict_mode_is_on_in_tests():
     import os
 
     assert os.environ["EVOLINSTRUCT_STRICT_PLUGINS"] == "1"
+
+
+def test_a_benchmark_that_raises_stops_eval_samples_naming_its_plugin(registry, tmp_path, caplog):
+    from evolinstruct.score_samples import score_samples
+
+    class Broken:
+        name = "broken_bench"
+
+        def load(self, options):
+            return {}["problems"]
+
+        def instruction(self, problem):
+            return ""
+
+        def program(self, problem, code):
+            return code
+
+    registry.register(plugin_with("register_benchmarks", lambda register: register(Broken())), name="bad_bench")
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text('{"task_id": "x/0", "completion": "pass"}\n')
+    with caplog.at_level(logging.ERROR), pytest.raises(PluginError) as caught:
+        score_samples(samples, "broken_bench", [1])
+    assert str(caught.value).startswith("benchmark 'broken_bench' of plugin 'bad_bench' (registered in-process) "
+                                        "raised KeyError: 'problems'")
+    assert "Traceback" in caplog.text
