@@ -187,7 +187,11 @@ class Registry:
         """Register an in-process plugin object or module (tests, notebooks)."""
         self.pm.register(plugin, name=name)
         self.infos[name] = info = PluginInfo(name=name)
-        self._check_hook_names(info, plugin)
+        try:
+            self._check_hook_names(info, plugin)
+        except PluginError:
+            self.unregister(name)
+            raise
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
@@ -199,12 +203,12 @@ class Registry:
         """pluggy's `check_pending` for one plugin, with the closest real hook suggested: a
         misspelled hook would otherwise never be called, silently."""
         for caller in self.pm.get_hookcallers(plugin) or []:
-            if caller.has_spec():
+            mine = [impl for impl in caller.get_hookimpls() if impl.plugin is plugin and not impl.optionalhook]
+            if caller.has_spec() or not mine:
                 continue
             problem = (f"{info.source} implements '{caller.name}', which is not an evolinstruct hook"
                        f"{closest(caller.name, KNOWN_HOOKS)}")
             if _strict():
-                self.pm.unregister(plugin)
                 raise PluginError(problem, f"the hooks are {', '.join(KNOWN_HOOKS)} (docs/hooks.md)")
             log.warning("%s; it will never be called (set %s=1 to make this an error)", problem, ENV_STRICT)
 

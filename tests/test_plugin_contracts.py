@@ -39,7 +39,18 @@ def test_a_misspelled_hook_is_an_error_under_strict_mode_naming_the_closest_hook
     message = str(caught.value)
     assert "plugin 'typo' (registered in-process) implements 'register_filter'" in message
     assert "did you mean 'register_filters'?" in message
-    assert registry.pm.get_plugin("typo") is None
+    assert registry.pm.get_plugin("typo") is None and "typo" not in registry.infos
+
+
+def test_a_hook_marked_optional_is_not_checked(registry):
+    class Optional:
+        @staticmethod
+        @hookimpl(optionalhook=True)
+        def register_things_from_a_later_version(register):
+            pass
+
+    registry.register(Optional, name="optional")
+    assert registry.infos["optional"].status == "loaded"
 
 
 def test_a_misspelled_hook_is_a_warning_naming_plugin_hook_and_closest_hook_otherwise(registry, monkeypatch, caplog):
