@@ -343,3 +343,12 @@ def test_a_benchmark_that_raises_stops_eval_samples_naming_its_plugin(registry, 
     assert str(caught.value).startswith("benchmark 'broken_bench' of plugin 'bad_bench' (registered in-process) "
                                         "raised KeyError: 'problems'")
     assert "Traceback" in caplog.text
+
+
+def test_registered_adds_a_plugin_for_a_block_only(registry):
+    from evolinstruct.api import registered
+
+    with registered(ParamsPlugin, name="my_heuristics") as inside:
+        assert inside is registry and "harder" in registry.heuristics()
+        assert registry.owner("heuristic", "harder").name == "my_heuristics"
+    assert "harder" not in registry.heuristics() and registry.owner("heuristic", "harder") is None
