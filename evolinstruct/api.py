@@ -12,7 +12,7 @@ reference (docs/plugins.md is generated from them, and a test keeps the two in s
 
 from __future__ import annotations
 
-from .backends import (
+from evolinstruct.llm.backends import (
     Backend,
     BatchStatus,
     Completion,
@@ -22,15 +22,15 @@ from .backends import (
     Sampling,
     current_request,
 )
-from .benchmarks import Benchmark, Problem
-from .dispatch import Control, MalformedResponse, Retry
-from .errors import EvolError, MissingSecretError, ParamsError
-from .filters import Candidate, Filter
-from .heuristics import Heuristic
-from .hookspecs import hookimpl
-from .records import Record, Rejection
-from .registry import PluginError
-from .testing import ScriptedBackend, evolve, registered
+from evolinstruct.evaluate.benchmarks import Benchmark, Problem
+from evolinstruct.llm.dispatch import Control, MalformedResponse, Retry
+from evolinstruct.core.errors import EvolError, MissingSecretError, ParamsError
+from evolinstruct.evolve.filters import Candidate, Filter
+from evolinstruct.evolve.heuristics import Heuristic
+from evolinstruct.hookspecs import hookimpl
+from evolinstruct.core.records import Record, Rejection
+from evolinstruct.registry import PluginError
+from evolinstruct.testing import ScriptedBackend, evolve, registered
 
 __all__ = [
     # hooks

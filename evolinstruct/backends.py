@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from .dispatch import Control, Retry
+    from evolinstruct.llm.dispatch import Control, Retry
 
 
 @dataclass
@@ -171,7 +171,7 @@ class Backend:
         """Say whether `error` (raised by `complete`) is worth retrying: a `Retry` (with the server's
         retry-after, if any) or None for errors that would fail again (bad request, auth).
         The base class retries connection errors and malformed bodies."""
-        from .dispatch import MalformedResponse, Retry
+        from evolinstruct.llm.dispatch import MalformedResponse, Retry
 
         if isinstance(error, MalformedResponse | ConnectionError):
             return Retry()
@@ -182,13 +182,13 @@ class Backend:
         than a bug in this backend. A bug is logged with its traceback and the plugin's
         distribution. The base class counts ProviderError, MalformedResponse and OSError
         (connection errors, timeouts); SDK backends add their SDK's error classes."""
-        from .dispatch import MalformedResponse
+        from evolinstruct.llm.dispatch import MalformedResponse
 
         return isinstance(error, ProviderError | MalformedResponse | OSError)
 
     def control(self) -> Control:
         """How `complete_many` sends requests when the caller does not say: from `evolver` params."""
-        from .dispatch import Control, RateLimiter, RetryPolicy
+        from evolinstruct.llm.dispatch import Control, RateLimiter, RetryPolicy
 
         c = self.config
         return Control(
@@ -208,7 +208,7 @@ class Backend:
 
         Errors are passed to `on_done`, never raised: one bad request must not stop the others.
         """
-        from .dispatch import dispatch
+        from evolinstruct.llm.dispatch import dispatch
 
         await dispatch(self, prompts, sampling, on_done, control or self.control())
 

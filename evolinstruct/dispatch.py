@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .backends import Backend, Completion, Sampling
-    from .cost import Budget
+    from evolinstruct.llm.backends import Backend, Completion, Sampling
+    from evolinstruct.llm.cost import Budget
 
 
 _timeout = getattr(asyncio, "timeout", None)
@@ -173,7 +173,7 @@ async def dispatch(
                         retry = Retry() if isinstance(exc, TimeoutError) else backend.classify(exc)
                         if retry is None:
                             if not backend.provider_failure(exc):  # a bug in the backend, not the provider
-                                from .registry import plugin_failure
+                                from evolinstruct.registry import plugin_failure
 
                                 raise plugin_failure("backend", backend.name, exc) from exc
                             raise

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from .registry import ENV_STRICT, Registry, get_registry, reset_registry
-from .testing import ScriptedBackend, evolve
+from evolinstruct.registry import ENV_STRICT, Registry, get_registry, reset_registry
+from evolinstruct.testing import ScriptedBackend, evolve
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -38,8 +38,8 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
-from .errors import EvolError, ParamsError
+from evolinstruct import hookspecs
+from evolinstruct.core.errors import EvolError, ParamsError
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +113,10 @@ def template_problems(template: Any) -> list[str]:
 
 def _contract_problem(kind: str, obj: Any) -> str | None:
     """Why `obj` cannot be registered as a `kind`, or None when it meets the hook's contract."""
-    from .backends import Backend
-    from .benchmarks import Benchmark
-    from .filters import Filter
-    from .heuristics import Heuristic
+    from evolinstruct.llm.backends import Backend
+    from evolinstruct.evaluate.benchmarks import Benchmark
+    from evolinstruct.evolve.filters import Filter
+    from evolinstruct.evolve.heuristics import Heuristic
 
     if kind == "heuristic":
         if not isinstance(obj, Heuristic):
@@ -486,7 +486,7 @@ def prepare(kinds: Iterable[str], params_path: str | os.PathLike[str] = "params.
             lock_path: str | os.PathLike[str] = LOCK_FILE) -> Registry:
     """For a stage that uses plugins of `kinds`: the registry with the `plugins` params group
     validated and passed to the plugins, after checking the installed plugins against the lock file."""
-    from .params import load_params
+    from evolinstruct.core.params import load_params
 
     registry = get_registry()
     registry.configure(load_params(params_path).get("plugins"), str(params_path))

@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .backends import Backend, Completion, EvolverConfig, RequestInfo, Sampling, current_request
-from .records import Record, seed_record
-from .registry import Registry, get_registry
+from evolinstruct.llm.backends import Backend, Completion, EvolverConfig, RequestInfo, Sampling, current_request
+from evolinstruct.core.records import Record, seed_record
+from evolinstruct.registry import Registry, get_registry
 
 #: What a script returns for one prompt: the answer's text, a whole Completion, or an exception to raise.
 Answer = str | Completion | BaseException
@@ -90,8 +90,8 @@ def evolve(seeds: Sequence[str | Record], rounds: int = 1, *, backend: Backend |
     the registered heuristics of `family` and the named `filters`, with `backend` (default: a
     :class:`ScriptedBackend`) and a request cache in a temporary folder (or at `cache`).
     Returns every attempt, per round."""
-    from .evolution import RequestRunner, evolve_round
-    from .request_cache import RequestCache
+    from evolinstruct.evolve.rounds import RequestRunner, evolve_round
+    from evolinstruct.llm.request_cache import RequestCache
 
     registry = get_registry()
     heuristics = [h for h in registry.heuristics().values() if h.family == family]

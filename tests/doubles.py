@@ -3,7 +3,7 @@ the one plugin authors get from `evolinstruct.api` (evolinstruct.testing), with 
 
 from __future__ import annotations
 
-from evolinstruct.backends import Completion, EvolverConfig
+from evolinstruct.llm.backends import Completion, EvolverConfig
 from evolinstruct.testing import ScriptedBackend as _ScriptedBackend
 
 

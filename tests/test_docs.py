@@ -43,10 +43,10 @@ def test_readme_quick_start_is_the_two_make_commands():
 
 def test_the_plugin_reference_in_docs_plugins_md_is_generated_from_the_api_docstrings():
     from evolinstruct import api
-    from evolinstruct.plugindocs import render
+    from evolinstruct.cli.plugindocs import render
 
     text = (REPO / "docs/plugins.md").read_text()
-    assert render(text) == text, "docs/plugins.md is stale: run `python -m evolinstruct.plugindocs`"
+    assert render(text) == text, "docs/plugins.md is stale: run `python -m evolinstruct.cli.plugindocs`"
     for name in api.__all__:
         assert f"\n### {name}\n" in text
         assert getattr(api, name).__doc__, f"evolinstruct.api.{name} has no docstring"
@@ -81,5 +81,5 @@ def test_the_import_check_catches_a_non_public_import(tmp_path, monkeypatch):
     monkeypatch.setattr(__import__(__name__), "REPO", tmp_path)
     import pytest
 
-    with pytest.raises(AssertionError, match="imports evolinstruct.heuristics"):
+    with pytest.raises(AssertionError, match="imports evolinstruct.evolve.heuristics"):
         test_examples_import_nothing_from_evolinstruct_but_its_public_api()

@@ -20,9 +20,9 @@ from evolinstruct.api import (
     evolve,
     hookimpl,
 )
-from evolinstruct.cli import cli, render_plugins
+from evolinstruct.cli.main import cli, render_plugins
 from evolinstruct.registry import get_registry, lock_text, reset_registry
-from evolinstruct.request_cache import request_key
+from evolinstruct.llm.request_cache import request_key
 from evolinstruct.testing import default_script
 
 
@@ -218,8 +218,8 @@ def test_evol_plugins_lock_writes_the_file_the_checkout_commits(registry, tmp_pa
 
 
 def test_the_backend_plugins_version_is_part_of_the_request_cache_key(registry, tmp_path):
-    from evolinstruct.evolution import RequestRunner
-    from evolinstruct.request_cache import RequestCache
+    from evolinstruct.evolve.rounds import RequestRunner
+    from evolinstruct.llm.request_cache import RequestCache
 
     sampling = Sampling(1.0, 0.9, 8)
     config = EvolverConfig(backend="openai_compatible", model="m", base_url="http://127.0.0.1:9/v1")
@@ -321,7 +321,7 @@ def test_strict_mode_is_on_in_tests():
 
 
 def test_a_benchmark_that_raises_stops_eval_samples_naming_its_plugin(registry, tmp_path, caplog):
-    from evolinstruct.score_samples import score_samples
+    from evolinstruct.evaluate.scoring import score_samples
 
     class Broken:
         name = "broken_bench"

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from evolinstruct.demo import dvc_env
+from evolinstruct.demo.project import dvc_env
 
 pytestmark = pytest.mark.slow
 PLUGIN_STAGES = {"evolve", "eliminate", "evaluate"}
@@ -94,7 +94,7 @@ def changed(project: Path, site: Path) -> dict[str, list]:
 
 
 def evol(project: Path, site: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run(project, site, sys.executable, "-m", "evolinstruct.cli", *args, check=check)
+    return run(project, site, sys.executable, "-m", "evolinstruct.cli.main", *args, check=check)
 
 
 @pytest.fixture

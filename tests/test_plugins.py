@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from evolinstruct.api import Heuristic, hookimpl
-from evolinstruct.cli import cli
+from evolinstruct.cli.main import cli
 from evolinstruct.registry import PluginError, get_registry, reset_registry
 
 BUILTIN = {"heuristics", "filters", "api_backends", "transformers_backend", "benchmarks"}
