@@ -2,32 +2,51 @@
 
 Core code never calls ``pm.hook`` itself (the tox 4 pattern): it asks ``get_registry()`` for
 ``heuristics()``, ``backends()``, ``filters()`` or ``benchmarks()`` and gets plain dicts keyed by
-name. Loading rules:
+name, every object checked against its hook's contract. Loading rules:
 
 * Every entry point in the ``evolinstruct`` group is a plugin, the built-ins included.
 * A plugin that fails to import, or whose hook raises, is reported with a warning naming it and
-  its distribution, and skipped. ``EVOLINSTRUCT_STRICT_PLUGINS=1`` makes that fatal.
-* ``EVOLINSTRUCT_DISABLE_PLUGINS=name1,name2`` skips plugins by entry-point name.
-* Two plugins registering the same name for the same kind is always an error naming both.
+  its distribution (with the traceback), and skipped. ``EVOLINSTRUCT_STRICT_PLUGINS=1`` makes that
+  fatal; the test suite runs strict, and plugin authors' CI should too.
+* A hook implementation whose name is no hook (a typo) is a warning naming the plugin, the hook
+  and the closest real hook; under strict mode it is an error (pluggy's ``check_pending``, with a
+  suggestion).
+* ``EVOLINSTRUCT_DISABLE_PLUGINS=name1,name2`` skips plugins by entry-point name; a name that is
+  no installed plugin is an error.
+* Contract violations are always errors naming the plugin: two plugins registering the same name
+  for the same kind, a hook returning a value, an object of the wrong type, a heuristic template
+  without ``{instruction}`` or with another ``{field}``, a params schema that is not a pydantic model.
+
+Plugin params (the ``plugins.<name>`` groups of params.yaml) are validated by each plugin's own
+schema (the ``params_schema`` hook) in :meth:`Registry.configure` and passed to its hooks.
+The distributions and versions of the plugins, by kind, are written to ``plugins.lock.yaml`` by
+``evol plugins --lock``; stages read their kinds' entries as DVC params and refuse to run when the
+installed plugins differ (:meth:`Registry.check_lock`).
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pluggy
 
 from evolinstruct import hookspecs
-from evolinstruct.core.errors import EvolError
+from evolinstruct.core.errors import EvolError, ParamsError
 
 log = logging.getLogger(__name__)
 
 ENV_DISABLE = "EVOLINSTRUCT_DISABLE_PLUGINS"
 ENV_STRICT = "EVOLINSTRUCT_STRICT_PLUGINS"
+#: The file `evol plugins --lock` writes and stages check; a DVC params file (see dvc.yaml).
+LOCK_FILE = "plugins.lock.yaml"
 
 #: kind -> hook name; the kinds are what `evol plugins` lists.
 HOOKS = {
@@ -36,10 +55,12 @@ HOOKS = {
     "filter": "register_filters",
     "benchmark": "register_benchmarks",
 }
+PARAMS_HOOK = "params_schema"
+KNOWN_HOOKS = (*HOOKS.values(), PARAMS_HOOK)
 
 
 class PluginError(EvolError):
-    """A plugin could not be loaded or contributed a clashing name."""
+    """A plugin could not be loaded, broke its hook's contract, or raised in plugin code."""
 
 
 @dataclass
@@ -51,6 +72,12 @@ class PluginInfo:
     status: str = "loaded"  # loaded | disabled | broken
     error: str | None = None
     registers: dict[str, list[str]] = field(default_factory=dict)
+    #: heuristic family -> the heuristics (methods) this plugin adds to it
+    families: dict[str, list[str]] = field(default_factory=dict)
+    #: the keys of its `plugins.<name>` params group, when it declares a schema
+    params: list[str] | None = None
+    project: str | None = None
+    version: str | None = None
 
     @property
     def source(self) -> str:
@@ -65,6 +92,53 @@ def _strict() -> bool:
     return os.environ.get(ENV_STRICT, "").lower() in {"1", "true", "yes"}
 
 
+def closest(name: str, candidates: Iterable[str]) -> str:
+    """", did you mean 'x'?" for the closest candidate, or "" when none is close (difflib)."""
+    match = difflib.get_close_matches(name, list(candidates), n=1)
+    return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def template_problems(template: Any) -> list[str]:
+    """What is wrong with a heuristic template: no ``{instruction}``, or another ``{field}``
+    (which would reach the LLM verbatim, since only ``{instruction}`` is replaced)."""
+    import re
+
+    if not isinstance(template, str):
+        return [f"template must be a string, got {type(template).__name__}"]
+    problems = [] if "{instruction}" in template else ["template has no {instruction} placeholder"]
+    others = sorted({m for m in re.findall(r"(?<!\{)\{([A-Za-z_]\w*)\}(?!\})", template)} - {"instruction"})
+    problems += [f"template has an unknown field {{{m}}} (only {{instruction}} is replaced)" for m in others]
+    return problems
+
+
+def _contract_problem(kind: str, obj: Any) -> str | None:
+    """Why `obj` cannot be registered as a `kind`, or None when it meets the hook's contract."""
+    from evolinstruct.evaluate.benchmarks import Benchmark
+    from evolinstruct.evolve.filters import Filter
+    from evolinstruct.evolve.heuristics import Heuristic
+    from evolinstruct.llm.backends import Backend
+
+    if kind == "heuristic":
+        if not isinstance(obj, Heuristic):
+            return f"registered a {type(obj).__name__} where an evolinstruct.api.Heuristic is expected"
+        problems = template_problems(obj.template)
+        if not isinstance(obj.family, str) or not obj.family:
+            problems.append("family must be a non-empty string")
+        if isinstance(obj.weight, bool) or not isinstance(obj.weight, int | float) or obj.weight < 0:
+            problems.append(f"weight must be a number >= 0, got {obj.weight!r}")
+        return f"heuristic '{obj.name}': " + "; ".join(problems) if problems else None
+    if kind == "backend":
+        if not (isinstance(obj, type) and issubclass(obj, Backend)):
+            return f"registered {obj!r} where a subclass of evolinstruct.api.Backend (the class, not an instance) is expected"
+        return None
+    protocol = {"filter": Filter, "benchmark": Benchmark}[kind]
+    if not isinstance(obj, protocol):
+        methods = ", ".join(m for m in ("judge_prompt", "check", "load", "instruction", "program")
+                            if hasattr(protocol, m))
+        return f"registered a {type(obj).__name__} that does not implement evolinstruct.api.{protocol.__name__} ({methods})"
+    return None
+
+
 class Registry:
     """Typed facade over the pluggy plugin manager."""
 
@@ -72,62 +146,192 @@ class Registry:
         self.pm = pm or pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
+        #: (kind, object name) -> the plugin that registered it, filled by `collect`
+        self.owners: dict[tuple[str, str], PluginInfo] = {}
+        self._params: dict[str, Any] = {}  # plugin name -> validated params (a pydantic model)
 
     # --- loading --------------------------------------------------------------------------
     def load_entry_points(self, group: str = hookspecs.PROJECT_NAME) -> None:
         disabled = _env_list(ENV_DISABLE)
-        for ep in sorted(metadata.entry_points(group=group), key=lambda e: e.name):
-            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else None
+        entry_points = sorted(metadata.entry_points(group=group), key=lambda e: e.name)
+        unknown = sorted(disabled - {ep.name for ep in entry_points})
+        if unknown:
+            raise PluginError(
+                f"{ENV_DISABLE}: no installed plugin is named '{unknown[0]}'"
+                f"{closest(unknown[0], (ep.name for ep in entry_points))}",
+                "`evol plugins` lists the plugin names",
+            )
+        for ep in entry_points:
+            project, version = (ep.dist.name, ep.dist.version) if ep.dist else (None, None)
+            dist = f"{project} {version}" if ep.dist else None
             if ep.name in self.infos:
                 raise PluginError(
                     f"two plugins are named '{ep.name}': {self.infos[ep.name].distribution} and {dist}",
                     "uninstall one of the two distributions",
                 )
-            info = PluginInfo(name=ep.name, distribution=dist)
+            info = PluginInfo(name=ep.name, distribution=dist, project=project, version=version)
             self.infos[ep.name] = info
             if ep.name in disabled:
                 info.status = "disabled"
                 self.pm.set_blocked(ep.name)
                 continue
             try:
-                self.pm.register(ep.load(), name=ep.name)
+                plugin = ep.load()
+                self.pm.register(plugin, name=ep.name)
             except Exception as exc:  # a third party's bug must not take the pipeline down
-                self._broken(info, f"failed to load: {type(exc).__name__}: {exc}")
+                self._broken(info, f"failed to load: {type(exc).__name__}: {exc}", exc)
+                continue
+            self._check_hook_names(info, plugin)
 
     def register(self, plugin: Any, name: str) -> None:
         """Register an in-process plugin object or module (tests, notebooks)."""
         self.pm.register(plugin, name=name)
-        self.infos[name] = PluginInfo(name=name)
+        self.infos[name] = info = PluginInfo(name=name)
+        try:
+            self._check_hook_names(info, plugin)
+        except PluginError:
+            self.unregister(name)
+            raise
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
         self.infos.pop(name, None)
+        self._params.pop(name, None)
+        self.owners = {key: owner for key, owner in self.owners.items() if owner.name != name}
 
-    def _broken(self, info: PluginInfo, problem: str) -> None:
+    def _check_hook_names(self, info: PluginInfo, plugin: Any) -> None:
+        """pluggy's `check_pending` for one plugin, with the closest real hook suggested: a
+        misspelled hook would otherwise never be called, silently."""
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            mine = [impl for impl in caller.get_hookimpls() if impl.plugin is plugin and not impl.optionalhook]
+            if caller.has_spec() or not mine:
+                continue
+            problem = (f"{info.source} implements '{caller.name}', which is not an evolinstruct hook"
+                       f"{closest(caller.name, KNOWN_HOOKS)}")
+            if _strict():
+                raise PluginError(problem, f"the hooks are {', '.join(KNOWN_HOOKS)} (docs/hooks.md)")
+            log.warning("%s; it will never be called (set %s=1 to make this an error)", problem, ENV_STRICT)
+
+    def _broken(self, info: PluginInfo, problem: str, exc: BaseException | None = None) -> None:
         info.status, info.error = "broken", problem
         if _strict():
-            raise PluginError(f"{info.source} {problem}")
-        log.warning("skipping %s: %s (set %s=1 to make this fatal)", info.source, problem, ENV_STRICT)
+            raise PluginError(f"{info.source} {problem}") from exc
+        log.warning("skipping %s: %s (set %s=1 to make this fatal)", info.source, problem, ENV_STRICT,
+                    exc_info=exc)
         if self.pm.get_plugin(info.name) is not None:
             self.pm.unregister(name=info.name)
 
+    def _info(self, plugin_name: str) -> PluginInfo:
+        return self.infos.setdefault(plugin_name, PluginInfo(name=plugin_name))
+
+    # --- params ---------------------------------------------------------------------------
+    def schemas(self) -> dict[str, type]:
+        """{plugin name: the pydantic model of its `plugins.<name>` params}, for plugins that declare one."""
+        from pydantic import BaseModel
+
+        found = {}
+        for impl in self.pm.hook.params_schema.get_hookimpls():
+            info = self._info(impl.plugin_name)
+            try:
+                schema = impl.function()
+            except Exception as exc:
+                self._broken(info, f"failed in {PARAMS_HOOK}: {type(exc).__name__}: {exc}", exc)
+                continue
+            if schema is None:
+                continue
+            if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+                raise PluginError(f"{info.source}: {PARAMS_HOOK} returned {schema!r}",
+                                  "return a pydantic BaseModel subclass (the class), or None")
+            info.params = sorted(schema.model_fields)
+            found[impl.plugin_name] = schema
+        return found
+
+    def configure(self, group: Any, path: str = "params.yaml") -> None:
+        """Validate the `plugins` params group (one mapping per plugin, by entry-point name) with
+        each plugin's schema, and keep the results for its hooks. A plugin with a schema but no
+        group gets the schema's defaults."""
+        if group is None:
+            group = {}
+        if not isinstance(group, Mapping):
+            raise ParamsError(path, "plugins", f"expected a mapping of plugin name to params, got {group!r}")
+        schemas = self.schemas()
+        disabled = {name for name, info in self.infos.items() if info.status != "loaded"}
+        params: dict[str, Any] = {}
+        for name, values in group.items():
+            if name in disabled:
+                continue  # a disabled plugin's params are not used
+            if name not in schemas:
+                raise ParamsError(path, f"plugins.{name}", f"no installed plugin named '{name}' takes params"
+                                  f"{closest(str(name), schemas)}",
+                                  f"plugins that take params: {', '.join(sorted(schemas)) or 'none'}")
+            params[name] = self._validate(schemas[name], values, name, path)
+        for name, schema in schemas.items():
+            if name not in params:
+                params[name] = self._validate(schema, {}, name, path)
+        self._params = params
+
+    @staticmethod
+    def _validate(schema: type, values: Any, plugin: str, path: str) -> Any:
+        from pydantic import ValidationError
+
+        key = f"plugins.{plugin}"
+        if values is None:
+            values = {}
+        if not isinstance(values, Mapping):
+            raise ParamsError(path, key, f"expected a mapping, got {values!r}")
+        if schema.model_config.get("extra") != "allow":  # a typo must not pass silently
+            known = set(schema.model_fields) | {f.alias for f in schema.model_fields.values() if f.alias}
+            unknown = sorted(set(values) - known)
+            if unknown:
+                raise ParamsError(path, f"{key}.{unknown[0]}", f"unknown key{closest(str(unknown[0]), known)}",
+                                  f"known keys: {', '.join(sorted(known)) or 'none'}")
+        try:
+            return schema.model_validate(dict(values))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"])
+            raise ParamsError(path, f"{key}.{where}" if where else key, error["msg"]) from None
+
+    def params_for(self, plugin_name: str) -> Any:
+        """This plugin's validated params (its schema's defaults before `configure`), or None."""
+        if plugin_name not in self._params:
+            schema = self.schemas().get(plugin_name)
+            if schema is None:
+                return None
+            self._params[plugin_name] = self._validate(schema, {}, plugin_name, "params.yaml")
+        return self._params[plugin_name]
+
     # --- collecting -----------------------------------------------------------------------
     def collect(self, kind: str) -> dict[str, Any]:
-        """Call every plugin's hook for `kind` and return {name: object}, checking for clashes."""
+        """Call every plugin's hook for `kind` and return {name: object}, checking each object
+        against the hook's contract and for clashes."""
         hook = getattr(self.pm.hook, HOOKS[kind])
         found: dict[str, Any] = {}
         owner: dict[str, PluginInfo] = {}
         for impl in list(hook.get_hookimpls()):
-            info = self.infos.setdefault(impl.plugin_name, PluginInfo(name=impl.plugin_name))
+            info = self._info(impl.plugin_name)
             contributed: list[Any] = []
+            args = {"register": contributed.append, "params": None}
+            if "params" in impl.argnames:
+                args["params"] = self.params_for(impl.plugin_name)
             try:
-                impl.function(**{arg: contributed.append for arg in impl.argnames})
-                names = [self._name_of(obj, kind, info) for obj in contributed]
+                returned = impl.function(**{arg: args[arg] for arg in impl.argnames})
             except PluginError:
                 raise
             except Exception as exc:
-                self._broken(info, f"failed in {HOOKS[kind]}: {type(exc).__name__}: {exc}")
+                self._broken(info, f"failed in {HOOKS[kind]}: {type(exc).__name__}: {exc}", exc)
                 continue
+            if returned is not None:
+                raise PluginError(f"{info.source}: {HOOKS[kind]} returned a {type(returned).__name__}; "
+                                  "the hook returns nothing", "call register(obj) once per object instead")
+            for obj in contributed:
+                problem = _contract_problem(kind, obj)
+                if problem is None and not (isinstance(getattr(obj, "name", None), str) and obj.name):
+                    problem = f"registered a {kind} without a string 'name': {obj!r}"
+                if problem:
+                    raise PluginError(f"{info.source} in {HOOKS[kind]}: {problem}",
+                                      f"fix the plugin, or disable it with {ENV_DISABLE}={info.name}")
+            names = [obj.name for obj in contributed]
             for name, obj in zip(names, contributed, strict=True):
                 if name in found:
                     raise PluginError(
@@ -136,14 +340,14 @@ class Registry:
                     )
                 found[name], owner[name] = obj, info
             info.registers[kind] = sorted(names)
+            if kind == "heuristic":
+                info.families = {}
+                for obj in contributed:
+                    info.families.setdefault(obj.family, []).append(obj.name)
+                info.families = {family: sorted(names) for family, names in sorted(info.families.items())}
+        self.owners = {key: o for key, o in self.owners.items() if key[0] != kind}
+        self.owners.update({(kind, name): o for name, o in owner.items()})
         return dict(sorted(found.items()))
-
-    @staticmethod
-    def _name_of(obj: Any, kind: str, info: PluginInfo) -> str:
-        name = getattr(obj, "name", None)
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"registered a {kind} without a string 'name': {obj!r}")
-        return name
 
     def heuristics(self) -> dict[str, Any]:
         return self.collect("heuristic")
@@ -162,16 +366,132 @@ class Registry:
         available = self.collect(kind)
         if name not in available:
             raise PluginError(
-                f"no {kind} named '{name}'",
+                f"no {kind} named '{name}'{closest(name, available)}",
                 f"available: {', '.join(available) or 'none'}; `evol plugins` lists them with their plugins",
             )
         return available[name]
 
+    def make_backend(self, config: Any) -> Any:
+        """The configured backend, constructed with `config`, with its plugin's params set."""
+        cls = self.pick("backend", config.backend)
+        backend = cls(config)
+        owner = self.owners.get(("backend", cls.name))
+        backend.plugin_params = self.params_for(owner.name) if owner else None
+        return backend
+
+    def owner(self, kind: str, name: str) -> PluginInfo | None:
+        """The plugin that registered the `kind` called `name`, or None for objects no plugin registered."""
+        if (kind, name) not in self.owners:
+            self.collect(kind)
+        return self.owners.get((kind, name))
+
+    def source_of(self, kind: str, name: str) -> str:
+        """"filter 'x' of plugin 'p' (dist 1.0)", for messages about plugin code."""
+        owner = self.owner(kind, name)
+        return f"{kind} '{name}' of {owner.source}" if owner else f"{kind} '{name}' (registered by no plugin)"
+
+    def version_key(self, kind: str, name: str) -> str:
+        """The distribution and version that provide `name` ("dist 1.0"), or "" when unknown
+        (in-process objects). Part of the request cache key for backends."""
+        owner = self.owner(kind, name)
+        return owner.distribution or "" if owner else ""
+
     def describe(self) -> list[PluginInfo]:
         """Every plugin with what it registers, for `evol plugins`."""
+        self.schemas()
         for kind in HOOKS:
             self.collect(kind)
         return sorted(self.infos.values(), key=lambda i: i.name)
+
+    # --- versions under DVC ---------------------------------------------------------------
+    def lock(self) -> dict[str, dict[str, str]]:
+        """{kind: {distribution: version}} of the installed plugins that register that kind;
+        what `evol plugins --lock` writes to plugins.lock.yaml."""
+        result: dict[str, dict[str, str]] = {}
+        for kind in sorted(HOOKS):
+            self.collect(kind)
+            dists = {o.project: o.version for (k, _), o in self.owners.items() if k == kind and o.project}
+            result[kind] = dict(sorted(dists.items()))
+        return result
+
+    def check_lock(self, path: str | os.PathLike[str], kinds: Iterable[str]) -> None:
+        """Stop when the installed plugins for `kinds` differ from the lock file, which DVC
+        tracks: a run would otherwise be recorded against versions that did not produce it.
+        A missing file is not checked (a stage run outside DVC)."""
+        import yaml
+
+        if not Path(path).exists():
+            return
+        locked = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        installed = self.lock()
+        for kind in kinds:
+            want, have = locked.get(kind) or {}, installed[kind]
+            if want == have:
+                continue
+            changes = [f"{d} {want.get(d, 'absent')} -> {have.get(d, 'absent')}"
+                       for d in sorted(set(want) | set(have)) if want.get(d) != have.get(d)]
+            raise PluginError(
+                f"{path}: {kind}: the installed plugins differ from the lock file ({'; '.join(changes)})",
+                "run `evol plugins --lock` to record them (DVC then reruns the stages that use them)",
+            )
+
+    def used(self, pairs: Iterable[tuple[str, str]]) -> str:
+        """"dist==version, ..." of the plugins that provide the given (kind, name) objects, for a
+        stage's metrics."""
+        dists = {o.project: o.version for kind, name in pairs if (o := self.owner(kind, name)) and o.project}
+        return ", ".join(f"{d}=={v}" for d, v in sorted(dists.items()))
+
+
+def lock_text(lock: Mapping[str, Mapping[str, str]]) -> str:
+    """The lock file's text: a comment saying where it comes from, then YAML."""
+    import yaml
+
+    return ("# Generated by `evol plugins --lock`: the distribution and version of every installed plugin, by\n"
+            "# the kind of object it registers. Stages read their kinds' entries as DVC params (dvc.yaml), so\n"
+            "# upgrading a plugin makes `dvc status` show the stages that use it changed; a stage whose\n"
+            "# installed plugins differ from this file stops and says to run `evol plugins --lock`.\n"
+            + yaml.safe_dump({k: dict(v) for k, v in lock.items()}, sort_keys=True, default_flow_style=False))
+
+
+_logged: set[tuple[str, str, str]] = set()
+
+
+def plugin_failure(kind: str, name: str, exc: BaseException) -> PluginError:
+    """A PluginError naming the plugin (and its distribution) whose `kind` `name` raised `exc`;
+    the traceback goes to the log, once per plugin object and exception type."""
+    source = get_registry().source_of(kind, name)
+    marker = (kind, name, type(exc).__name__)
+    if marker not in _logged:
+        _logged.add(marker)
+        log.error("%s raised %s (a bug in the plugin):", source, type(exc).__name__, exc_info=exc)
+    error = PluginError(f"{source} raised {type(exc).__name__}: {exc}",
+                        "a bug in the plugin; its traceback is in the log")
+    error.__cause__ = exc
+    return error
+
+
+@contextmanager
+def plugin_code(kind: str, name: str) -> Iterator[None]:
+    """Run plugin code: an exception other than an EvolError (a user error the plugin reports
+    itself) becomes a PluginError naming the plugin, with the traceback logged."""
+    try:
+        yield
+    except EvolError:
+        raise
+    except Exception as exc:
+        raise plugin_failure(kind, name, exc) from exc
+
+
+def prepare(kinds: Iterable[str], params_path: str | os.PathLike[str] = "params.yaml",
+            lock_path: str | os.PathLike[str] = LOCK_FILE) -> Registry:
+    """For a stage that uses plugins of `kinds`: the registry with the `plugins` params group
+    validated and passed to the plugins, after checking the installed plugins against the lock file."""
+    from evolinstruct.core.params import load_params
+
+    registry = get_registry()
+    registry.configure(load_params(params_path).get("plugins"), str(params_path))
+    registry.check_lock(lock_path, kinds)
+    return registry
 
 
 _registry: Registry | None = None

@@ -123,6 +123,9 @@ class SDKBackend(Backend):
             return Retry()  # timeouts are APIConnectionError subclasses
         return super().classify(error)
 
+    def provider_failure(self, error: BaseException) -> bool:
+        return isinstance(error, self.sdk().APIError) or super().provider_failure(error)
+
     async def aclose(self) -> None:
         for client in self._clients:
             await client.close()

@@ -13,7 +13,8 @@ with the overlapping text), per-rule counts per round to reports/eliminate.json,
 counts (kept; removed by filters, failed requests, decontamination, duplicates) to
 metrics/eliminate.json.
 
-Params: the `eliminate` group.
+Params: the `eliminate` group, and the `plugins` group (each plugin's own params); the `benchmark`
+entry of plugins.lock.yaml records the benchmark plugins' versions.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from evolinstruct.core.stage import run_stage
 from evolinstruct.eliminate.dedup import find_duplicates
 from evolinstruct.evaluate.benchmarks import Problem
 from evolinstruct.llm.hf import check_option_paths
-from evolinstruct.registry import get_registry
+from evolinstruct.registry import get_registry, prepare
 
 log = logging.getLogger(__name__)
 DECONTAMINATION_REPORT = paths.ELIMINATED / "decontamination.json"
@@ -86,8 +87,10 @@ def load_benchmarks(params: EliminateParams) -> dict[str, list[Problem]]:
         except EvolError:
             raise
         except Exception as exc:
+            log.error("%s failed to load:", registry.source_of("benchmark", name), exc_info=exc)
             raise EvolError(
-                f"params.yaml: eliminate.benchmarks: cannot load benchmark '{name}' for decontamination: "
+                f"params.yaml: eliminate.benchmarks: cannot load {registry.source_of('benchmark', name)} "
+                "for decontamination: "
                 f"{type(exc).__name__}: {exc}",
                 f"point eliminate.benchmark_options.{name}.path at a local copy, or leave it out of eliminate.benchmarks",
             ) from None
@@ -230,6 +233,7 @@ def write_plots(kept: list[Record], dropped: list[Record]) -> None:
 
 def main() -> None:
     started = time.monotonic()
+    registry = prepare(("benchmark",))
     params = read_group(EliminateParams, "eliminate")
     if params.decontaminate:
         check_option_paths("eliminate.benchmark_options", params.benchmark_options)
@@ -240,7 +244,9 @@ def main() -> None:
     write_json(DECONTAMINATION_REPORT, report)
     detail = eliminate_report(kept, dropped, report, time.monotonic() - started)
     write_json(REPORT, detail)
-    write_json(paths.METRICS / "eliminate.json", eliminate_metrics(kept, dropped))
+    metrics = eliminate_metrics(kept, dropped)
+    metrics["plugins"] = registry.used(("benchmark", name) for name in report)
+    write_json(paths.METRICS / "eliminate.json", metrics)
     write_plots(kept, dropped)
     log.info("kept %d records, removed %d (%s); see %s and %s", len(kept), len(dropped),
              ", ".join(f"{rule} {n}" for rule, n in detail["rules"].items()) or "none", paths.REMOVED, REPORT)

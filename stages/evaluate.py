@@ -5,7 +5,8 @@ Writes data/eval/<benchmark>.jsonl (one line per sample: task_id, completion, pa
 ("passed", "timed out" or "failed: <reason>"), and the raw answer), metrics/evaluate.json
 ({benchmark: {"pass@1": ..., "passed": ..., "failed": ..., "timed_out": ...}}) for
 `dvc metrics show` / `dvc exp show`, and plots/evaluate.json for `dvc plots`.
-Params: the `evaluate` group.
+Params: the `evaluate` group, and the `plugins` group (each plugin's own params); the `benchmark`
+entry of plugins.lock.yaml records the benchmark plugins' versions.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from evolinstruct.evaluate.passk import mean_pass_at_k
 from evolinstruct.evaluate.sandbox import Limits
 from evolinstruct.evaluate.scoring import score_programs
 from evolinstruct.llm.hf import check_option_paths
-from evolinstruct.registry import get_registry
+from evolinstruct.registry import get_registry, plugin_code, prepare
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,11 @@ class EvaluateParams:
 
 def evaluate_benchmark(name: str, params: EvaluateParams, generator: Generator) -> dict[str, float]:
     benchmark = get_registry().pick("benchmark", name)
-    problems = benchmark.load(params.benchmark_options.get(name, {}))
-    if params.limit:
-        problems = problems[: params.limit]
-    prompts = [alpaca_prompt(benchmark.instruction(p)) for p in problems for _ in range(params.n_samples)]
+    with plugin_code("benchmark", name):  # a benchmark's bug stops the stage, naming its plugin
+        problems = benchmark.load(params.benchmark_options.get(name, {}))
+        if params.limit:
+            problems = problems[: params.limit]
+        prompts = [alpaca_prompt(benchmark.instruction(p)) for p in problems for _ in range(params.n_samples)]
     owners = [p for p in problems for _ in range(params.n_samples)]
     progress = Progress(f"{name} generate", len(prompts))
     settings = GenerationSettings(params.max_new_tokens, params.temperature, params.top_p, tuple(params.stop),
@@ -70,7 +72,8 @@ def evaluate_benchmark(name: str, params: EvaluateParams, generator: Generator) 
     answers = generator.generate(prompts, settings, on_batch=progress.advance)
     codes = [extract_code(a, p.entry_point) for a, p in zip(answers, owners, strict=True)]
     rows = [{"task_id": p.task_id, "completion": c, "answer": a} for p, c, a in zip(owners, codes, answers, strict=True)]
-    programs = [benchmark.program(p, c) for p, c in zip(owners, codes, strict=True)]
+    with plugin_code("benchmark", name):
+        programs = [benchmark.program(p, c) for p, c in zip(owners, codes, strict=True)]
     counts, outcomes = score_programs(f"{name} score", rows, programs, paths.EVAL / f"{name}.jsonl",
                                       Limits(timeout=params.timeout), params.workers)
     results = Counter("passed" if o.passed else "timed out" if o.result == "timed out" else "failed" for o in outcomes)
@@ -81,11 +84,13 @@ def evaluate_benchmark(name: str, params: EvaluateParams, generator: Generator) 
 
 
 def main() -> None:
+    registry = prepare(("benchmark",))
     params = read_group(EvaluateParams, "evaluate")
     check_option_paths("evaluate.benchmark_options", params.benchmark_options)  # before the model loads
     generator = Generator(str(paths.SFT_MODEL), params.engine, params.device)
     metrics = {name: evaluate_benchmark(name, params, generator) for name in params.benchmarks}
-    write_json(paths.METRICS / "evaluate.json", metrics)
+    write_json(paths.METRICS / "evaluate.json",
+               {**metrics, "plugins": registry.used(("benchmark", name) for name in params.benchmarks)})
     # One row per benchmark and k, for `dvc plots`.
     write_json(paths.PLOTS / "evaluate.json", [
         {"benchmark": name, "metric": key, "value": value}

@@ -2,7 +2,9 @@
 
 Writes every attempt of round k to data/evolved/round_<k>.jsonl (kept, eliminated and failed,
 with reasons), a manifest, and request/token metrics per round to metrics/evolve.json.
-Params: top-level `rounds`, the `evolver` group (backend) and the `evolve` group (method).
+Params: top-level `rounds`, the `evolver` group (backend), the `evolve` group (method), and the
+`plugins` group (each plugin's own params); the `backend`, `heuristic` and `filter` entries of
+plugins.lock.yaml record the plugin versions.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from evolinstruct.evolve.rounds import BudgetReached, RequestRunner, RoundStats,
 from evolinstruct.llm.backends import Backend, EvolverConfig, Sampling
 from evolinstruct.llm.cost import Budget, price_for
 from evolinstruct.llm.request_cache import RequestCache, cache_path
-from evolinstruct.registry import get_registry
+from evolinstruct.registry import get_registry, prepare
 
 log = logging.getLogger(__name__)
+#: The kinds of plugin object this stage uses: its entries in plugins.lock.yaml (see dvc.yaml).
+PLUGIN_KINDS = ("backend", "heuristic", "filter")
 
 
 @dataclass
@@ -45,7 +49,7 @@ class EvolveParams:
 def make_backend(config: EvolverConfig) -> Backend:
     if config.mode not in ("online", "batch"):
         raise ParamsError("params.yaml", "evolver.mode", f"expected 'online' or 'batch', got {config.mode!r}")
-    backend = get_registry().pick("backend", config.backend)(config)
+    backend = get_registry().make_backend(config)
     if config.mode == "batch" and not backend.supports_batch:
         raise ParamsError("params.yaml", "evolver.mode",
                           f"backend '{config.backend}' has no batch API", "use mode: online")
@@ -116,6 +120,7 @@ async def run(rounds: int, config: EvolverConfig, params: EvolveParams, backend:
 
 
 def main() -> None:
+    registry = prepare(PLUGIN_KINDS)
     rounds = read_rounds()
     config = read_group(EvolverConfig, "evolver")
     params = read_group(EvolveParams, "evolve")
@@ -123,7 +128,9 @@ def main() -> None:
     paths.EVOLVED.mkdir(parents=True, exist_ok=True)
     stats = asyncio.run(run(rounds, config, params, backend))
     write_json(paths.EVOLVED / "manifest.json", {"rounds": rounds, "files": [f"round_{k}.jsonl" for k in range(1, rounds + 1)]})
-    write_json(paths.METRICS / "evolve.json", evolve_metrics(config, stats))
+    used = [("backend", config.backend), *(("heuristic", h.name) for h in heuristics_for(params)),
+            *(("filter", name) for name in params.filters)]
+    write_json(paths.METRICS / "evolve.json", {**evolve_metrics(config, stats), "plugins": registry.used(used)})
 
 
 def evolve_metrics(config: EvolverConfig, stats: list[RoundStats]) -> dict[str, object]:

@@ -9,12 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from evolinstruct.registry import get_registry, reset_registry
+from evolinstruct.registry import ENV_STRICT, get_registry, reset_registry
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# Strict plugin checks in every test and every stage a test starts: a misspelled hook or a broken
+# plugin fails instead of being skipped with a warning (evolinstruct.pytest_plugin does the same
+# for plugin authors' tests).
+os.environ.setdefault(ENV_STRICT, "1")
 # The request cache defaults to the user's cache folder; tests never touch the real one.
 os.environ.setdefault("EVOLINSTRUCT_CACHE", str(Path(tempfile.mkdtemp(prefix="evol-test-cache-")) / "requests.sqlite"))
 
@@ -34,9 +38,9 @@ def finish_stage(name: str, cwd: Path, timeout: float = 600, **env: str) -> tupl
 
 @pytest.fixture
 def registry(monkeypatch):
-    """A fresh process-wide registry, with plugin env vars cleared; forgotten afterwards."""
+    """A fresh process-wide registry, strict, with no plugin disabled; forgotten afterwards."""
     monkeypatch.delenv("EVOLINSTRUCT_DISABLE_PLUGINS", raising=False)
-    monkeypatch.delenv("EVOLINSTRUCT_STRICT_PLUGINS", raising=False)
+    monkeypatch.setenv(ENV_STRICT, "1")
     reset_registry()
     yield get_registry()
     reset_registry()

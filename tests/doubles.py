@@ -1,23 +1,22 @@
-"""Test doubles. They live in tests/ only; the product uses real backends."""
+"""Test doubles. They live in tests/ only; the product uses real backends. The scripted backend is
+the one plugin authors get from `evolinstruct.api` (evolinstruct.testing), with this suite's script."""
 
 from __future__ import annotations
 
-from evolinstruct.llm.backends import Backend, Completion, EvolverConfig, Sampling
+from evolinstruct.llm.backends import Completion, EvolverConfig
+from evolinstruct.testing import ScriptedBackend as _ScriptedBackend
 
 
-class ScriptedBackend(Backend):
+class ScriptedBackend(_ScriptedBackend):
     """Answers by rules over the prompt, and counts what it was asked (to prove nothing is paid twice)."""
 
-    name = "scripted"
-
     def __init__(self, config: EvolverConfig | None = None, fail_on: str = "", judge: str = "Not Equal") -> None:
-        super().__init__(config or EvolverConfig(backend="scripted", model="script-1", max_retries=2, retry_base_delay=0.001))
-        self.fail_on, self.judge, self.prompts = fail_on, judge, []
+        super().__init__(config, script=self.answer)
+        self.fail_on, self.judge = fail_on, judge
 
-    async def complete(self, prompt: str, sampling: Sampling) -> Completion:
-        self.prompts.append(prompt)
+    def answer(self, prompt: str, request: object) -> Completion | BaseException:
         if self.fail_on and self.fail_on in prompt:
-            raise TimeoutError("simulated timeout after all retries")
+            return TimeoutError("simulated timeout after all retries")
         if prompt.startswith("Here are two Instructions"):
             return Completion(self.judge, prompt_tokens=50, completion_tokens=2)
         if prompt.startswith("Please increase the difficulty"):

@@ -59,8 +59,9 @@ def test_anthropic_messages_wire_format(monkeypatch):
     assert (out.prompt_tokens, out.completion_tokens) == (13, 5)
     body = server.requests[-1]
     assert body["max_tokens"] == 64 and body["top_p"] == 0.9 and "temperature" not in body
-    sent = server.headers[-1]  # older SDKs send x-api-key, newer ones a bearer token
-    assert sent.get("x-api-key") == "sk-ant-test" or sent.get("authorization") == "Bearer sk-ant-test"
+    sent = server.headers[-1]  # older SDKs send x-api-key, newer ones a bearer token: exactly one of them
+    auth = {name: sent[name] for name in ("x-api-key", "authorization") if name in sent}
+    assert auth in ({"x-api-key": "sk-ant-test"}, {"authorization": "Bearer sk-ant-test"}), auth
 
 
 def test_openai_compatible_server_needs_an_address_not_a_key(monkeypatch):

@@ -6,6 +6,7 @@ import json
 import signal
 import sqlite3
 import time
+from importlib import metadata
 
 import yaml
 from conftest import finish_stage, start_stage
@@ -51,7 +52,8 @@ def cached_keys(path):
 def keys_of(bodies, rounds):
     """Every request key a server-side request body could have (the sample index is the round)."""
     sampling = Sampling(1.0, 0.9, 256)
-    return {request_key("openai_compatible", "evolver-1", sampling, b["messages"][0]["content"], k)
+    version = f"evolinstruct {metadata.version('evolinstruct')}"  # the backend plugin's distribution
+    return {request_key("openai_compatible", "evolver-1", sampling, b["messages"][0]["content"], k, version)
             for b in bodies for k in range(1, rounds + 1)}
 
 

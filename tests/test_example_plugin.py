@@ -39,10 +39,10 @@ def fresh_env(tmp_path_factory):
     return root
 
 
-def run(env, *args, cwd=None):
+def run(env, *args, cwd=None, module="evolinstruct.cli.main"):
     bin_dir = env / "bin"
     path = f"{bin_dir}{os.pathsep}{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"
-    proc = subprocess.run([bin_dir / "python", "-m", "evolinstruct.cli.main", *args], cwd=cwd, capture_output=True,
+    proc = subprocess.run([bin_dir / "python", "-m", module, *args], cwd=cwd, capture_output=True,
                           text=True, env={**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
@@ -56,9 +56,16 @@ def test_the_plugin_is_not_installed_here_but_is_listed_there(fresh_env):
     example = plugins["example"]
     assert example["distribution"].startswith("evolinstruct-plugin-example") and example["status"] == "loaded"
     registers = example["registers"]
-    assert registers["heuristic"] == ["code_type_hints"] and registers["filter"] == ["todo_left"]
-    assert registers["benchmark"] == ["tiny_arith"] and not registers.get("backend")
+    assert registers["heuristic"] == ["code_type_hints", "typed_edge_cases", "typed_signature"]
+    assert example["families"] == {"code": ["code_type_hints"], "typed": ["typed_edge_cases", "typed_signature"]}
+    assert registers["filter"] == ["todo_left"] and registers["benchmark"] == ["tiny_arith"]
+    assert registers["backend"] == ["echo"] and example["params"] == ["difficulty", "markers"]
     assert not (Path(sysconfig.get_paths()["purelib"]) / "evolinstruct_plugin_example").exists()
+
+
+def test_the_example_plugins_own_tests_pass_with_the_fixtures_evolinstruct_installs(fresh_env, tmp_path):
+    out = run(fresh_env, str(EXAMPLE / "tests"), "-q", "-p", "no:cacheprovider", cwd=tmp_path, module="pytest")
+    assert " passed" in out and "failed" not in out and "error" not in out
 
 
 def test_a_demo_run_uses_the_plugins_heuristic_filter_and_benchmark(fresh_env, tmp_path):

@@ -7,9 +7,8 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
+from evolinstruct.api import Heuristic, hookimpl
 from evolinstruct.cli.main import cli
-from evolinstruct.evolve.heuristics import Heuristic
-from evolinstruct.hookspecs import hookimpl
 from evolinstruct.registry import PluginError, get_registry, reset_registry
 
 BUILTIN = {"heuristics", "filters", "api_backends", "transformers_backend", "benchmarks"}
@@ -82,7 +81,7 @@ def test_duplicate_name_is_an_error_naming_both_sources(registry):
 BROKEN = {"broken_plugin_mod": "raise ImportError('needs a library that is not installed')\n"}
 
 
-def test_broken_entry_point_plugin_is_skipped_with_a_warning(site, monkeypatch, caplog):
+def test_broken_entry_point_plugin_is_skipped_with_a_warning_when_not_strict(site, monkeypatch, caplog):
     install_fake_distribution(site, "evol-broken", BROKEN, {"broken": "broken_plugin_mod"})
     monkeypatch.delenv("EVOLINSTRUCT_STRICT_PLUGINS", raising=False)
     reset_registry()
@@ -101,7 +100,7 @@ def test_broken_plugin_is_fatal_when_strict(site, monkeypatch):
         get_registry()
 
 
-def test_a_plugin_whose_hook_raises_is_skipped(site, monkeypatch, caplog):
+def test_a_plugin_whose_hook_raises_is_skipped_when_not_strict(site, monkeypatch, caplog):
     install_fake_distribution(site, "evol-raises", {"raising_plugin_mod": """
         from evolinstruct.hookspecs import hookimpl
 
@@ -129,12 +128,18 @@ def test_plugins_can_be_disabled_by_name(monkeypatch):
         reset_registry()
 
 
-def test_evol_plugins_lists_plugins_registrations_and_distributions(registry):
+def test_evol_plugins_lists_families_and_methods_backends_filters_and_benchmarks_with_versions(registry):
     result = CliRunner().invoke(cli, ["plugins"])
     assert result.exit_code == 0, result.output
-    assert "heuristics (evolinstruct 0.1.0)" in result.output
-    assert "backends: anthropic, openai, openai_compatible" in result.output
-    assert "filters: copied_prompt_words, equality, sorry, stopwords_only, truncated" in result.output
+    out = result.output
+    assert "\n  heuristics (evolinstruct 0.1.0)\n" in out
+    families = out.split("heuristic families (evolve.family) and their methods:\n", 1)[1].split("backends", 1)[0]
+    assert ("  code:\n    code_complexity, code_constraints, code_erroneous_reference, code_less_common, "
+            "code_reasoning (evolinstruct 0.1.0, plugin heuristics)\n") in families
+    assert "  general:\n    breadth, depth_complicate_input," in families
+    assert "backends (evolver.backend):\n  anthropic, openai, openai_compatible (evolinstruct 0.1.0, plugin api_backends)" in out
+    assert "  copied_prompt_words, equality, sorry, stopwords_only, truncated (evolinstruct 0.1.0, plugin filters)" in out
+    assert "  humaneval, humaneval_plus, mbpp, mbpp_plus (evolinstruct 0.1.0, plugin benchmarks)" in out
 
 
 def test_no_top_level_stages_or_plugins_package_is_installed():

@@ -45,8 +45,11 @@ def test_outcomes(program, passed, result):
 
 
 def test_the_program_runs_in_an_empty_folder_of_its_own():
-    outcome = run_program("import os\nprint(sorted(os.listdir('.')))\nassert os.listdir('.') == ['out', 'program.py'] or True\n", FAST)
+    listing = "import os\nprint(sorted(os.listdir('.')))\nassert sorted(os.listdir('.')) == {expected!r}\n"
+    outcome = run_program(listing.format(expected=["out", "program.py"]), FAST)
     assert outcome.passed and "['out', 'program.py']" in outcome.output
+    # The check inside the program can fail: a folder holding anything else would not pass.
+    assert not run_program(listing.format(expected=["program.py"]), FAST).passed
 
 
 def test_a_program_cannot_write_or_delete_outside_its_folder(tmp_path):

@@ -38,22 +38,55 @@ def cli(verbose: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins(as_json: bool) -> None:
-    """List every plugin, its distribution, and what it registers."""
+@click.option("--lock", "write_lock", is_flag=True,
+              help="Write the installed plugins' distributions and versions to plugins.lock.yaml (a DVC params file).")
+@click.option("--lock-file", type=click.Path(dir_okay=False, path_type=Path), default=Path("plugins.lock.yaml"),
+              show_default=True, help="The lock file --lock writes.")
+def plugins(as_json: bool, write_lock: bool, lock_file: Path) -> None:
+    """List every plugin with its distribution and version, the params it takes, and what it
+    registers: heuristic families and their methods, backends, filters and benchmarks."""
+    import dataclasses
     import json
 
-    from evolinstruct.registry import get_registry
+    from evolinstruct.registry import get_registry, lock_text
 
-    infos = get_registry().describe()
-    if as_json:
-        click.echo(json.dumps([info.__dict__ for info in infos], indent=2))
+    registry = get_registry()
+    if write_lock:
+        from evolinstruct.core.atomic import write_text
+
+        text = lock_text(registry.lock())
+        changed = not lock_file.exists() or lock_file.read_text(encoding="utf-8") != text
+        if changed:
+            write_text(lock_file, text)
+        click.echo(f"{'wrote' if changed else 'unchanged:'} {lock_file}")
         return
+    infos = registry.describe()
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(info) for info in infos], indent=2))
+        return
+    click.echo(render_plugins(infos))
+
+
+def render_plugins(infos: list) -> str:
+    """`evol plugins` as text: the plugins, then each kind with the plugin and version providing it."""
+    lines = ["plugins:"]
     for info in infos:
         status = "" if info.status == "loaded" else f" [{info.status}{': ' + info.error if info.error else ''}]"
-        click.echo(f"{info.name} ({info.distribution or 'in-process'}){status}")
-        for kind, names in sorted(info.registers.items()):
-            if names:
-                click.echo(f"  {kind}s: {', '.join(names)}")
+        params = f"; params plugins.{info.name}: {', '.join(info.params)}" if info.params else ""
+        lines.append(f"  {info.name} ({info.distribution or 'in-process'}){status}{params}")
+    by = f"{'':2}"
+    lines.append("heuristic families (evolve.family) and their methods:")
+    families = sorted({family for info in infos for family in info.families})
+    for family in families:
+        lines.append(f"{by}{family}:")
+        lines += [f"{by}  {', '.join(info.families[family])} ({info.distribution or 'in-process'}, plugin {info.name})"
+                  for info in infos if family in info.families]
+    for kind, param in (("backend", "evolver.backend"), ("filter", "evolve.filters"),
+                        ("benchmark", "evaluate.benchmarks")):
+        lines.append(f"{kind}s ({param}):")
+        lines += [f"{by}{', '.join(info.registers[kind])} ({info.distribution or 'in-process'}, plugin {info.name})"
+                  for info in infos if info.registers.get(kind)]
+    return "\n".join(lines)
 
 
 @cli.command()

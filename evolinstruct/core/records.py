@@ -35,6 +35,9 @@ class Rejection:
 
 @dataclass(frozen=True)
 class Record:
+    """One instruction/response pair and its lineage, as every stage's JSONL holds it
+    (docs/records.md). Ids are content-derived; use ``replace`` for a changed copy."""
+
     id: str
     instruction: str
     output: str

@@ -83,6 +83,10 @@ def scaffold(project: Path, source: Path, overrides: Sequence[str] = ()) -> None
     params = deep_merge(params, parse_overrides(overrides))
     _write_if_changed(project / "params.yaml", yaml.safe_dump(params, sort_keys=False))
     _write_if_changed(project / "dvc.yaml", (source / "dvc.yaml").read_text(encoding="utf-8"))
+    from evolinstruct.registry import LOCK_FILE, get_registry, lock_text
+
+    # The plugins installed here, not the source checkout's lock: the demo runs with these.
+    _write_if_changed(project / LOCK_FILE, lock_text(get_registry().lock()))
     seed_text = resources.files("evolinstruct").joinpath("demo_data/seed.jsonl").read_text(encoding="utf-8")
     seed_file = project / "data/raw/demo_seed.jsonl"
     _write_if_changed(seed_file, seed_text)
@@ -162,5 +166,5 @@ def summary(project: Path) -> str:
         f"sft: {sft.get('steps', 0)} steps, loss {sft.get('train_loss', 0):.3f}, {sft.get('tokens_per_s', 0):.0f} tokens/s",
     ]
     lines += [f"evaluate: {name} pass@1 {s.get('pass@1', 0):.3f} over {s.get('problems', 0)} problems "
-              "(random-weight models: this number means nothing)" for name, s in scores.items()]
+              "(random-weight models: this number means nothing)" for name, s in scores.items() if isinstance(s, dict)]
     return "\n".join(lines)

@@ -9,6 +9,11 @@ from typing import Any, Protocol, runtime_checkable
 
 @dataclass(frozen=True)
 class Problem:
+    """One benchmark problem: ``task_id`` (e.g. "HumanEval/0", "MBPP/11"), the ``prompt`` shown to
+    the model, the ``test`` code, the ``entry_point`` function name, an optional ``reference``
+    solution, and ``extra`` fields of your own. Decontamination matches training records against
+    ``prompt`` and ``reference``."""
+
     task_id: str
     prompt: str
     test: str
@@ -19,6 +24,10 @@ class Problem:
 
 @runtime_checkable
 class Benchmark(Protocol):
+    """What a benchmark plugin registers (any object with these members; no base class needed).
+    ``name`` is the value users put in ``evaluate.benchmarks``. Exceptions other than an
+    ``EvolError`` stop the stage with a line naming the plugin; the traceback is in the log."""
+
     name: str
 
     def load(self, options: Mapping[str, Any]) -> list[Problem]:

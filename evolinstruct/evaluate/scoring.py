@@ -19,7 +19,7 @@ from evolinstruct.core.progress import Progress
 from evolinstruct.core.records import iter_json_lines
 from evolinstruct.evaluate.passk import mean_pass_at_k
 from evolinstruct.evaluate.sandbox import Limits, Outcome, run_many
-from evolinstruct.registry import get_registry
+from evolinstruct.registry import get_registry, plugin_code
 
 
 def read_samples(path: Path, task_ids: set[str]) -> list[dict[str, Any]]:
@@ -80,9 +80,11 @@ def score_samples(
     warm = threading.Thread(target=supervisor, daemon=True)  # start the sandbox while problems load
     warm.start()
     benchmark = get_registry().pick("benchmark", benchmark_name)
-    problems = {p.task_id: p for p in benchmark.load(dict(options or {}))}
+    with plugin_code("benchmark", benchmark_name):  # a benchmark's bug is named, with its plugin
+        problems = {p.task_id: p for p in benchmark.load(dict(options or {}))}
     samples = read_samples(samples_path, set(problems))
-    programs = [benchmark.program(problems[s["task_id"]], s["completion"]) for s in samples]
+    with plugin_code("benchmark", benchmark_name):
+        programs = [benchmark.program(problems[s["task_id"]], s["completion"]) for s in samples]
     warm.join()
     out_path = out_path or Path(f"{samples_path}_results.jsonl")
     counts, _ = score_programs(f"{benchmark_name} samples", samples, programs, out_path, limits or Limits(), workers)

@@ -77,9 +77,11 @@ def estimate(params_path: Path = Path("params.yaml"), seed_path: Path = paths.SE
                         "run `dvc repro seed` first (it sends no request and costs nothing)")
     seeds = read_records(seed_path)
     registry = get_registry()
+    registry.configure(data.get("plugins"), str(params_path))
     heuristics = heuristics_for(params)
     filters = [registry.pick("filter", name) for name in params.filters]
     sampling = Sampling.from_config(config)
+    version = registry.version_key("backend", config.backend)
     discount = config.batch_discount if config.mode == "batch" else 1.0
     price = price_for(config.prices, config.model, discount)
     result = Estimate(config.backend, config.model, config.mode, len(seeds), price_known=price is not None,
@@ -105,7 +107,7 @@ def estimate(params_path: Path = Path("params.yaml"), seed_path: Path = paths.SE
                     r.completion_tokens += out_tokens
                     r.worst_completion_tokens += sampling.max_tokens
                     if k == 1 and n == 0 and cache is not None:  # round-1 evolutions are known exactly
-                        r.cached += cache.get(request_key(config.backend, config.model, sampling, text, k)) is not None
+                        r.cached += cache.get(request_key(config.backend, config.model, sampling, text, k, version)) is not None
             if price is not None:
                 r.cost_usd = price.cost(r.prompt_tokens, r.completion_tokens)
                 r.worst_cost_usd = price.cost(r.prompt_tokens, r.worst_completion_tokens)

@@ -21,6 +21,11 @@ class Candidate:
 
 @runtime_checkable
 class Filter(Protocol):
+    """What a filter plugin registers (any object with these members; no base class needed).
+    ``name`` is the value users put in ``evolve.filters``. Rule-only filters (``judge_prompt``
+    returns None) run first; an LLM judge is only asked about candidates every rule kept, and its
+    answer is passed to ``check`` as ``judgement``."""
+
     name: str
 
     def judge_prompt(self, candidate: Candidate) -> str | None:

@@ -21,11 +21,12 @@ from evolinstruct.core.progress import Progress
 from evolinstruct.core.records import Record, Rejection, evolved_record
 from evolinstruct.evolve.filters import Candidate, Filter
 from evolinstruct.evolve.heuristics import Heuristic, draw
-from evolinstruct.llm.backends import Backend, Completion, Sampling
+from evolinstruct.llm.backends import Backend, Completion, RequestInfo, Sampling, _current_request
 from evolinstruct.llm.batching import run_batches
 from evolinstruct.llm.cost import BudgetExhausted, Price
 from evolinstruct.llm.dispatch import Control, estimate_tokens
 from evolinstruct.llm.request_cache import RequestCache, request_key
+from evolinstruct.registry import get_registry, plugin_code
 
 
 @dataclass
@@ -77,12 +78,22 @@ class RequestRunner:
                  control: Control | None = None, price: Price | None = None) -> None:
         self.backend, self.cache, self.sampling = backend, cache, sampling
         self.model = backend.config.model
+        #: The backend plugin's distribution and version: a fixed plugin must not be served old answers.
+        self.version = get_registry().version_key("backend", backend.name)
         self.control = control or backend.control()
         self.price = price
         self.batch = backend.config.mode == "batch"
 
-    async def run(self, label: str, prompts: Sequence[str], sample: int, stats: RoundStats) -> list[Completion | Failure]:
-        keys = [request_key(self.backend.name, self.model, self.sampling, p, sample) for p in prompts]
+    async def run(self, label: str, prompts: Sequence[str], sample: int, stats: RoundStats,
+                  request: RequestInfo | None = None) -> list[Completion | Failure]:
+        token = _current_request.set(request)  # the backend's `current_request()`
+        try:
+            return await self._run(label, prompts, sample, stats)
+        finally:
+            _current_request.reset(token)
+
+    async def _run(self, label: str, prompts: Sequence[str], sample: int, stats: RoundStats) -> list[Completion | Failure]:
+        keys = [request_key(self.backend.name, self.model, self.sampling, p, sample, self.version) for p in prompts]
         results: dict[str, Completion | Failure] = {}
         for key in dict.fromkeys(keys):
             hit = self.cache.get(key)
@@ -184,11 +195,13 @@ async def evolve_round(
     drawn = [draw(heuristics, weights, seed, parent.id, round) for parent in pool]
 
     evolutions = await runner.run(
-        f"round {round} evolve", [h.render(p.instruction) for h, p in zip(drawn, pool, strict=True)], round, stats
+        f"round {round} evolve", [h.render(p.instruction) for h, p in zip(drawn, pool, strict=True)], round, stats,
+        RequestInfo("evolve", round),
     )
     instructions = [e.text.strip() if isinstance(e, Completion) else "" for e in evolutions]
     answerable = [i for i, e in enumerate(evolutions) if isinstance(e, Completion) and instructions[i]]
-    answers_list = await runner.run(f"round {round} answer", [instructions[i] for i in answerable], round, stats)
+    answers_list = await runner.run(f"round {round} answer", [instructions[i] for i in answerable], round, stats,
+                                    RequestInfo("answer", round))
     answers: dict[int, Completion | Failure] = dict(zip(answerable, answers_list, strict=True))
 
     # Rule filters first: the LLM judge is only paid for evolutions that pass every free rule.
@@ -200,21 +213,25 @@ async def evolve_round(
             candidates[i] = Candidate(pool[i].instruction, instructions[i], answer.text.strip(), answer.finish_reason)
             rejections[i] = []
             for n, f in enumerate(filters):
-                question = f.judge_prompt(candidates[i])
+                with plugin_code("filter", f.name):  # a filter's bug stops the stage, naming its plugin
+                    question = f.judge_prompt(candidates[i])
+                    rejection = f.check(candidates[i], None) if question is None else None
                 if question is not None:
                     questions[n, i] = question
-                elif rejection := f.check(candidates[i], None):
+                elif rejection:
                     rejections[i].append(rejection)
     for n, f in enumerate(filters):
         asked = [i for i in candidates if (n, i) in questions and not rejections[i]]
         if not asked:
             continue
-        verdicts = await runner.run(f"round {round} judge:{f.name}", [questions[n, i] for i in asked], round, stats)
+        verdicts = await runner.run(f"round {round} judge:{f.name}", [questions[n, i] for i in asked], round, stats,
+                                    RequestInfo("judge", round, f.name))
         for i, verdict in zip(asked, verdicts, strict=True):
             if isinstance(verdict, Failure):
                 answers[i] = verdict  # the judge never answered: the evolution failed, not eliminated
                 continue
-            rejection = f.check(candidates[i], verdict.text)
+            with plugin_code("filter", f.name):
+                rejection = f.check(candidates[i], verdict.text)
             if rejection:
                 rejections[i].append(rejection)
 

@@ -11,8 +11,9 @@ Keys come from the environment only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from evolinstruct.llm.dispatch import Control, Retry
@@ -71,7 +72,38 @@ class EvolverConfig:
 
 
 @dataclass(frozen=True)
+class RequestInfo:
+    """What a request is for, readable inside ``complete`` with :func:`current_request`: ``kind``
+    is "evolve" (a heuristic's prompt rewriting an instruction), "answer" (the evolved instruction,
+    to be answered) or "judge" (an LLM filter's question, ``filter`` naming it); ``round`` is the
+    evolution round (1-based). Backends must not need it: the same prompt always deserves the same
+    answer, and the request cache assumes so."""
+
+    kind: str
+    round: int
+    filter: str | None = None
+
+
+_current_request: ContextVar[RequestInfo | None] = ContextVar("evolinstruct_request", default=None)
+
+
+def current_request() -> RequestInfo | None:
+    """The :class:`RequestInfo` of the requests being sent (None outside the evolve stage): for a
+    backend's logging or metrics, never for changing the answer."""
+    return _current_request.get()
+
+
+class ProviderError(Exception):
+    """The provider failed a request in a way that retrying will not fix (a refused or invalid
+    request, an authentication error, a content filter). Raise it from ``complete`` so the request
+    is recorded as failed, as a provider failure rather than a bug in the backend."""
+
+
+@dataclass(frozen=True)
 class Sampling:
+    """How to sample one request, from the ``evolver`` params group: the same for every request of
+    a run (evolve, answer and judge prompts alike)."""
+
     temperature: float
     top_p: float | None
     max_tokens: int
@@ -87,6 +119,9 @@ class Sampling:
 
 @dataclass(frozen=True)
 class Completion:
+    """A backend's answer to one prompt. Token counts are the provider's (0 when unknown); they feed
+    the cost metrics and the budget."""
+
     text: str
     #: "stop", or "length" when the token limit cut the answer off.
     finish_reason: str = "stop"
@@ -106,7 +141,12 @@ class BatchStatus:
 
 
 class Backend:
-    """Base class for evolver backends (see the `register_backends` hook)."""
+    """Base class for evolver backends (see the `register_backends` hook and "The backend contract"
+    in docs/plugins.md). Subclass it, set ``name`` (the value of ``evolver.backend``), and implement
+    ``complete`` (API backends: core dispatch adds concurrency, rate limits, timeouts, retries and
+    the budget) or override ``complete_many`` (local backends that batch on a device). Constructed
+    with the ``evolver`` params group as ``config``; ``plugin_params`` holds the plugin's own params.
+    """
 
     name: ClassVar[str] = ""
     #: True when the backend implements the batch methods below.
@@ -114,11 +154,17 @@ class Backend:
 
     def __init__(self, config: EvolverConfig) -> None:
         self.config = config
+        #: This backend's plugin params (its ``plugins.<name>`` group, validated by its
+        #: ``params_schema``), set by the registry before ``check_ready``; None without a schema.
+        self.plugin_params: Any = None
 
     def check_ready(self) -> None:
         """Raise an EvolError (for example MissingSecretError) before any work starts."""
 
     async def complete(self, prompt: str, sampling: Sampling) -> Completion:
+        """Answer one prompt (an evolve, answer or judge request; see `current_request`) with
+        `sampling`. Raise on failure: `classify` says whether to retry, `provider_failure` whether
+        the error is the provider's or a bug. Called concurrently, up to `evolver.max_concurrency`."""
         raise NotImplementedError(f"backend '{self.name}' implements neither complete nor complete_many")
 
     def classify(self, error: BaseException) -> Retry | None:
@@ -130,6 +176,15 @@ class Backend:
         if isinstance(error, MalformedResponse | ConnectionError):
             return Retry()
         return None
+
+    def provider_failure(self, error: BaseException) -> bool:
+        """Whether `error` (raised by `complete` and not retried) is the provider's failure rather
+        than a bug in this backend. A bug is logged with its traceback and the plugin's
+        distribution. The base class counts ProviderError, MalformedResponse and OSError
+        (connection errors, timeouts); SDK backends add their SDK's error classes."""
+        from evolinstruct.llm.dispatch import MalformedResponse
+
+        return isinstance(error, ProviderError | MalformedResponse | OSError)
 
     def control(self) -> Control:
         """How `complete_many` sends requests when the caller does not say: from `evolver` params."""

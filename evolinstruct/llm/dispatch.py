@@ -172,6 +172,10 @@ async def dispatch(
                     except Exception as exc:
                         retry = Retry() if isinstance(exc, TimeoutError) else backend.classify(exc)
                         if retry is None:
+                            if not backend.provider_failure(exc):  # a bug in the backend, not the provider
+                                from evolinstruct.registry import plugin_failure
+
+                                raise plugin_failure("backend", backend.name, exc) from exc
                             raise
                         if n == policy.max_retries:
                             raise RetriesExhausted(

@@ -2,10 +2,10 @@
 
 Each answer is committed to SQLite (WAL journal) before the pipeline uses it: a run killed at any
 moment, even with SIGKILL, resumes by re-sending only the requests that never got an answer.
-The key is a hash of (backend, model, sampling params, prompt, sample index); the cache holds
-prompts and answers, never keys or headers. Batch mode also records each submitted provider batch
-(its id and the request keys in it) the moment it is accepted, so a restarted run polls the batch it
-already paid for instead of submitting another.
+The key is a hash of (backend, its plugin's distribution and version, model, sampling params,
+prompt, sample index); the cache holds prompts and answers, never keys or headers. Batch mode also
+records each submitted provider batch (its id and the request keys in it) the moment it is
+accepted, so a restarted run polls the batch it already paid for instead of submitting another.
 """
 
 from __future__ import annotations
@@ -56,12 +56,14 @@ def cache_path(configured: str) -> Path:
     return base / "evolinstruct" / "requests.sqlite"
 
 
-def request_key(backend: str, model: str, sampling: Sampling, prompt: str, sample: int) -> str:
-    blob = json.dumps(
-        {"backend": backend, "model": model, "sampling": sampling.to_json(), "prompt": prompt, "sample": sample},
-        sort_keys=True,
-        ensure_ascii=False,
-    )
+def request_key(backend: str, model: str, sampling: Sampling, prompt: str, sample: int, version: str = "") -> str:
+    """The cache key of one request. `version` is the distribution and version of the backend's
+    plugin ("evolinstruct 0.1.0"), so upgrading a backend plugin never serves the old version's
+    answers; it is left out of the hash when empty (backends no plugin registered)."""
+    request = {"backend": backend, "model": model, "sampling": sampling.to_json(), "prompt": prompt, "sample": sample}
+    if version:
+        request["version"] = version
+    blob = json.dumps(request, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

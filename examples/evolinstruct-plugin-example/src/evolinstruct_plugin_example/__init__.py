@@ -1,41 +1,101 @@
-"""An example evolinstruct plugin: one heuristic, one filter and one benchmark.
+"""An example evolinstruct plugin: a heuristic family, a backend, a filter and a benchmark, with
+params of its own.
 
 Registered through the `evolinstruct` entry-point group (see pyproject.toml); each hook calls
-`register` once per object it contributes, as docs/hooks.md describes.
+`register` once per object it contributes, as docs/hooks.md describes. It imports nothing from
+evolinstruct but `evolinstruct.api`, the public surface (a test in evolinstruct checks this).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 
-from evolinstruct.core.records import Rejection
-from evolinstruct.evaluate.benchmarks import Problem
-from evolinstruct.evolve.filters import Candidate
-from evolinstruct.evolve.heuristics import Heuristic
-from evolinstruct.hookspecs import hookimpl
+from pydantic import BaseModel, ConfigDict, Field
 
-TYPE_HINTS_TEMPLATE = (
-    "Please increase the difficulty of the given programming test question a bit.\n\n"
-    "You can increase the difficulty using, but not limited to, the following methods:\n"
-    "Require a fully type-hinted solution, and ask for the behaviour on edge cases to be documented "
-    "in the docstring.\n\n"
-    "{instruction}"
+from evolinstruct.api import (
+    Backend,
+    Candidate,
+    Completion,
+    Heuristic,
+    Problem,
+    ProviderError,
+    Rejection,
+    Sampling,
+    current_request,
+    hookimpl,
 )
 
 
+class ExampleParams(BaseModel):
+    """The `plugins.example` params group, e.g. `dvc exp run -S plugins.example.difficulty=3`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: How many new edge cases the `typed_edge_cases` heuristic asks for.
+    difficulty: int = Field(default=1, ge=1, le=10)
+    #: Markers that make the `todo_left` filter eliminate an evolution.
+    markers: list[str] = Field(default_factory=lambda: ["TODO", "FIXME", "XXX"])
+
+
+HEADER = (
+    "Please increase the difficulty of the given programming test question a bit.\n\n"
+    "You can increase the difficulty using, but not limited to, the following methods:\n"
+)
+TYPE_HINTS = ("Require a fully type-hinted solution, and ask for the behaviour on edge cases to be documented "
+              "in the docstring.")
+
+
+def heuristics(params: ExampleParams) -> list[Heuristic]:
+    edge_cases = f"Name {params.difficulty} new edge case(s) the solution must handle, with the expected result."
+    return [
+        # Joins the built-in `code` family's draw at its default weight.
+        Heuristic("code_type_hints", "code", f"{HEADER}{TYPE_HINTS}\n\n{{instruction}}"),
+        # A family of its own: `evolve.family: typed`.
+        Heuristic("typed_signature", "typed", f"{HEADER}{TYPE_HINTS}\n\n{{instruction}}"),
+        Heuristic("typed_edge_cases", "typed", f"{HEADER}{edge_cases}\n\n{{instruction}}"),
+    ]
+
+
 class TodoLeft:
-    """Eliminates evolutions whose response is unfinished: it still holds TODO/FIXME markers or
-    stubbed-out bodies."""
+    """Eliminates evolutions whose response is unfinished: it still holds one of the markers
+    (`plugins.example.markers`) or a stubbed-out body."""
 
     name = "todo_left"
-    _STUB = re.compile(r"\b(TODO|FIXME|XXX)\b|^\s*pass\s*#|\bNotImplementedError\b", re.MULTILINE)
+
+    def __init__(self, markers: list[str]) -> None:
+        words = "|".join(re.escape(m) for m in markers) or r"(?!)"
+        self._stub = re.compile(rf"\b({words})\b|^\s*pass\s*#|\bNotImplementedError\b", re.MULTILINE)
 
     def judge_prompt(self, candidate: Candidate) -> None:
         return None  # a free rule: no LLM call
 
-    def check(self, candidate: Candidate, verdict: str | None) -> Rejection | None:
-        match = self._STUB.search(candidate.response)
+    def check(self, candidate: Candidate, judgement: str | None) -> Rejection | None:
+        match = self._stub.search(candidate.response)
         return Rejection(self.name, match.group(0).strip()) if match else None
+
+
+class EchoBackend(Backend):
+    """An offline backend for smoke tests: it rewrites an instruction by appending a requirement,
+    answers with a stub function, and judges every pair "Not Equal". Deterministic, free, and no key."""
+
+    name = "echo"
+
+    async def complete(self, prompt: str, sampling: Sampling) -> Completion:
+        if not prompt.strip():
+            raise ProviderError("empty prompt")  # what a provider would refuse: recorded, not retried
+        request = current_request()
+        kind = request.kind if request else "answer"
+        tag = hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:6]
+        if kind == "evolve":
+            instruction = prompt.rsplit("\n\n", 1)[-1]
+            text = f"{instruction} Also reject inputs of the wrong type (case {tag})."
+        elif kind == "judge":
+            text = "Not Equal"
+        else:
+            text = f"def solve_{tag}(values: list[int]) -> int:\n    return sum(values)"
+        text = text[: sampling.max_tokens * 4]
+        return Completion(text, "stop", prompt_tokens=len(prompt) // 4, completion_tokens=len(text) // 4)
 
 
 TINY_PROBLEMS = [
@@ -72,13 +132,24 @@ class TinyArith:
 
 
 @hookimpl
-def register_heuristics(register):
-    register(Heuristic("code_type_hints", "code", TYPE_HINTS_TEMPLATE))
+def params_schema():
+    return ExampleParams
 
 
 @hookimpl
-def register_filters(register):
-    register(TodoLeft())
+def register_heuristics(register, params):
+    for heuristic in heuristics(params):
+        register(heuristic)
+
+
+@hookimpl
+def register_backends(register):
+    register(EchoBackend)
+
+
+@hookimpl
+def register_filters(register, params):
+    register(TodoLeft(params.markers))
 
 
 @hookimpl
