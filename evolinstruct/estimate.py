@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import paths
-from .backends import EvolverConfig, Sampling
+from .backends import Sampling
 from .cost import price_for
 from .dispatch import estimate_tokens
 from .errors import EvolError
 from .filters import Candidate
 from .heuristics import draw
-from .params import load_params, parse_group, read_rounds
+from .params import read_params
 from .records import read_records
 from .registry import get_registry
 from .request_cache import RequestCache, cache_path, request_key
@@ -66,12 +66,10 @@ class Estimate:
 
 def estimate(params_path: Path = Path("params.yaml"), seed_path: Path = paths.SEED, growth: float = 1.3) -> Estimate:
     """Estimate the evolve stage configured by `params_path` over the seed records in `seed_path`."""
-    from .stages.evolve import EvolveParams, heuristics_for
+    from .stages.evolve import heuristics_for
 
-    data = load_params(params_path)
-    rounds = read_rounds(params_path)
-    config = parse_group(EvolverConfig, data.get("evolver"), "evolver", str(params_path))
-    params = parse_group(EvolveParams, data.get("evolve"), "evolve", str(params_path))
+    everything = read_params(params_path)  # the same schema as the stages: every error, before any work
+    rounds, config, params = everything.rounds, everything.evolver, everything.evolve
     if not seed_path.exists():
         raise EvolError(f"{seed_path}: not found; the estimate is computed from the seed data",
                         "run `dvc repro seed` first (it sends no request and costs nothing)")

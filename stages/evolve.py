@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
 
 from evolinstruct import paths
 from evolinstruct.atomic import write_json
-from evolinstruct.backends import Backend, EvolverConfig, Sampling
+from evolinstruct.backends import Backend, Sampling
 from evolinstruct.cost import Budget, price_for
 from evolinstruct.errors import EvolError, ParamsError
 from evolinstruct.evolution import BudgetReached, RequestRunner, RoundStats, evolve_round
 from evolinstruct.heuristics import Heuristic
-from evolinstruct.params import read_group, read_rounds
+from evolinstruct.params import EvolveParams, EvolverConfig, read_group, read_rounds
 from evolinstruct.records import read_records, round_path, write_records
 from evolinstruct.registry import get_registry
 from evolinstruct.request_cache import RequestCache, cache_path
@@ -27,24 +26,7 @@ from evolinstruct.stage import run_stage
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class EvolveParams:
-    #: Heuristic family: "code" (Code Evol-Instruct, WizardCoder) or "general" (WizardLM in-depth
-    #: and in-breadth), or a plugin's family.
-    family: str = "code"
-    #: Per-heuristic weights for the draw, overriding each heuristic's default; 0 disables one.
-    weights: dict[str, float] = field(default_factory=dict)
-    #: Seed of the per-record, per-round heuristic draw.
-    seed: int = 42
-    #: Elimination filters applied each round (by name; see `evol plugins`).
-    filters: list[str] = field(
-        default_factory=lambda: ["copied_prompt_words", "sorry", "stopwords_only", "truncated", "equality"]
-    )
-
-
 def make_backend(config: EvolverConfig) -> Backend:
-    if config.mode not in ("online", "batch"):
-        raise ParamsError("params.yaml", "evolver.mode", f"expected 'online' or 'batch', got {config.mode!r}")
     backend = get_registry().pick("backend", config.backend)(config)
     if config.mode == "batch" and not backend.supports_batch:
         raise ParamsError("params.yaml", "evolver.mode",

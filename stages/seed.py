@@ -8,33 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from evolinstruct import paths
 from evolinstruct.atomic import write_json
 from evolinstruct.errors import EvolError, RecordError
-from evolinstruct.params import read_group
+from evolinstruct.params import SeedParams, read_group
 from evolinstruct.records import Record, seed_record, write_records
 from evolinstruct.stage import run_stage
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SeedParams:
-    #: A local .json/.jsonl/.parquet path (keep it under data/raw/ so DVC tracks its hash), or
-    #: `hf:<dataset id>` to load from the Hugging Face hub.
-    source: str = "hf:sahil280114/codealpaca"
-    split: str = "train"
-    #: Hub revision (a commit sha) for `hf:` sources; empty = the default branch.
-    revision: str = ""
-    #: Keep the first N records; 0 = all.
-    limit: int = 0
-    instruction_field: str = "instruction"
-    input_field: str = "input"
-    output_field: str = "output"
 
 
 def load_rows(params: SeedParams) -> tuple[str, list[Any]]:
