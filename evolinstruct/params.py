@@ -23,6 +23,7 @@ import difflib
 import json
 import os
 import re
+import typing
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -280,10 +281,6 @@ def register_plugin_params(name: str, model: type[BaseModel]) -> None:
     _PLUGIN_MODELS[name] = model
 
 
-def plugin_param_models() -> dict[str, type[BaseModel]]:
-    return dict(_PLUGIN_MODELS)
-
-
 # ---------------------------------------------------------------------------------------------
 # YAML as users and `dvc exp run -S` write it.
 
@@ -301,20 +298,24 @@ _ParamsLoader.add_implicit_resolver(
 )
 
 
-def load_yaml(text: str) -> Any:
-    """Parse YAML text with the params rules (YAML 1.2 floats)."""
-    return yaml.load(text, Loader=_ParamsLoader)  # noqa: S506 (a SafeLoader subclass)
+def load_yaml(text: str | typing.IO[str]) -> Any:
+    """Parse YAML with the params rules (YAML 1.2 floats); safe, as `_ParamsLoader` is a SafeLoader."""
+    return yaml.load(text, Loader=_ParamsLoader)
 
 
 def load_params(path: str | os.PathLike[str] = DEFAULT_PARAMS) -> dict[str, Any]:
     """The raw mapping in `path` (unvalidated; `read_params` validates it)."""
     try:
         with open(path, encoding="utf-8") as handle:
-            data = load_yaml(handle.read()) or {}
+            data = load_yaml(handle) or {}
     except FileNotFoundError:
         raise ParamsError(str(path), "<file>", "not found", "run from the project folder, or pass --params") from None
     except UnicodeDecodeError as exc:
         raise ParamsError(str(path), "<file>", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
+        raise ParamsError(str(path), where, f"invalid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise ParamsError(str(path), "<file>", "invalid YAML: " + " ".join(str(exc).split())) from None
     if not isinstance(data, dict):

@@ -273,3 +273,8 @@ def test_docs_params_table_is_generated_from_the_schema():
     for name, model in schema.GROUPS.items():  # every key of every group has a row and a description
         for key, field in model.model_fields.items():
             assert f"| `{name}.{key}` |" in params_markdown() and field.description, f"{name}.{key}"
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = write(tmp_path, "evolver:\n  top_p: [1\n")
+    assert problems(path) == ["params.yaml: line 3, column 1: invalid YAML: expected ',' or ']', but got '<stream end>'"]
