@@ -28,7 +28,15 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ParamsError
 
@@ -113,6 +121,14 @@ class EvolverConfig(Group):
     revision: str = Field("", description="`transformers` backend: hub revision (commit, tag or branch) of `model`.")
     batch_size: int = Field(8, ge=1, description="`transformers` backend: prompts generated together.")
     device: str = Field("auto", description="`transformers` backend: `auto`, `cpu`, `cuda`, `cuda:1`, `mps`, ...")
+
+    @field_validator("retry_max_delay")
+    @classmethod
+    def _max_delay_not_below_base(cls, value: float, info: ValidationInfo) -> float:
+        base = info.data.get("retry_base_delay")
+        if base is not None and value < base:
+            raise ValueError(f"should be at least evolver.retry_base_delay ({base})")
+        return value
 
 
 class EvolveParams(Group):
@@ -234,6 +250,16 @@ class EvaluateParams(Group):
     workers: int = Field(0, ge=0, description="Sandboxed programs run at once; 0 = four per CPU.")
     benchmark_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
         "Per-benchmark options, e.g. `{mbpp: {path: data/raw/sanitized-mbpp.json}}`."))
+
+    @field_validator("k")
+    @classmethod
+    def _k_within_samples(cls, value: list[int], info: ValidationInfo) -> list[int]:
+        """pass@k needs at least k samples per problem; otherwise it would silently be left out."""
+        n = info.data.get("n_samples")
+        if n is not None and value and max(value) > n:
+            raise ValueError(f"should not exceed evaluate.n_samples ({n}): pass@{max(value)} needs {max(value)} "
+                             "samples per problem")
+        return value
 
 
 class Params(Group):
@@ -375,7 +401,7 @@ def _problem(error: Any, root: type[BaseModel]) -> tuple[str, str]:
         return _dotted(loc), f"{_show(value)} should be {error['ctx']['expected']}{_suggest(str(value), choices)}"
     if msg.startswith("Input should be "):
         return _dotted(loc), f"{_show(value)} should be {msg[len('Input should be '):]}"
-    return _dotted(loc), f"{_show(value)}: {msg.removeprefix('Value error, ')}"
+    return _dotted(loc), f"{_show(value)} {msg.removeprefix('Value error, ')}"
 
 
 def _problems(exc: ValidationError, root: type[BaseModel]) -> list[tuple[str, str]]:

@@ -112,6 +112,9 @@ def test_a_top_level_typo_is_an_error_with_did_you_mean(tmp_path):
     ("evaluate: {k: [1, 0]}", "evaluate.k[1]: 0 should be greater than or equal to 1"),
     ("seed: 5", "seed: 5 should be a mapping"),
     ("evolve: {filters: sorry}", "evolve.filters: \"sorry\" should be a valid list"),
+    ("evaluate: {k: [1, 10], n_samples: 5}", "evaluate.k: [1, 10] should not exceed evaluate.n_samples (5): pass@10 needs 10 samples per problem"),
+    ("evolver: {retry_base_delay: 5, retry_max_delay: 2}",
+     "evolver.retry_max_delay: 2 should be at least evolver.retry_base_delay (5.0)"),
 ])
 def test_each_bad_param_gets_one_line_naming_file_key_and_value(tmp_path, text, line):
     assert problems(write(tmp_path, text + "\n")) == [f"params.yaml: {line}"]
