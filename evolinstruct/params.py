@@ -404,8 +404,10 @@ def _problem(error: Any, root: type[BaseModel]) -> tuple[str, str]:
     return _dotted(loc), f"{_show(value)} {msg.removeprefix('Value error, ')}"
 
 
-def _problems(exc: ValidationError, root: type[BaseModel]) -> list[tuple[str, str]]:
-    return [_problem(error, root) for error in exc.errors(include_url=False)]
+def _problems(exc: ValidationError, root: type[BaseModel], under: str = "") -> list[tuple[str, str]]:
+    """Every problem of `exc` as (dotted key, problem), keys prefixed with `under` (where `root` sits)."""
+    pairs = [_problem(error, root) for error in exc.errors(include_url=False)]
+    return [(".".join(p for p in (under, key) if p), problem) for key, problem in pairs]
 
 
 def _raise(path: str, problems: list[tuple[str, str]]) -> None:
@@ -428,7 +430,7 @@ def validate_params(data: Any, path: str = DEFAULT_PARAMS) -> Params:
             try:
                 checked = model.model_validate(plugins[name])
             except ValidationError as exc:
-                problems += [(f"plugins.{name}.{k}", p) for k, p in _problems(exc, model)]
+                problems += _problems(exc, model, f"plugins.{name}")
                 continue
             if params is not None:
                 params.plugins[name] = checked.model_dump()
@@ -447,7 +449,7 @@ def parse_group(cls: type[G], data: Any, key: str, path: str = DEFAULT_PARAMS) -
     try:
         return cls.model_validate({} if data is None else data)
     except ValidationError as exc:
-        _raise(path, [(f"{key}.{k}" if k else key, p) for k, p in _problems(exc, cls)])
+        _raise(path, _problems(exc, cls, key))
         raise  # unreachable: _raise raised
 
 
