@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from .params import EvolverConfig  # the `evolver` params group; plugins import it from here
+from evolinstruct.core.params import EvolverConfig  # the `evolver` params group; plugins import it from here
 
 if TYPE_CHECKING:
-    from .dispatch import Control, Retry
+    from evolinstruct.llm.dispatch import Control, Retry
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Backend:
         """Say whether `error` (raised by `complete`) is worth retrying: a `Retry` (with the server's
         retry-after, if any) or None for errors that would fail again (bad request, auth).
         The base class retries connection errors and malformed bodies."""
-        from .dispatch import MalformedResponse, Retry
+        from evolinstruct.llm.dispatch import MalformedResponse, Retry
 
         if isinstance(error, MalformedResponse | ConnectionError):
             return Retry()
@@ -83,7 +83,7 @@ class Backend:
 
     def control(self) -> Control:
         """How `complete_many` sends requests when the caller does not say: from `evolver` params."""
-        from .dispatch import Control, RateLimiter, RetryPolicy
+        from evolinstruct.llm.dispatch import Control, RateLimiter, RetryPolicy
 
         c = self.config
         return Control(
@@ -103,7 +103,7 @@ class Backend:
 
         Errors are passed to `on_done`, never raised: one bad request must not stop the others.
         """
-        from .dispatch import dispatch
+        from evolinstruct.llm.dispatch import dispatch
 
         await dispatch(self, prompts, sampling, on_done, control or self.control())
 

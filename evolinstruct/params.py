@@ -38,7 +38,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ParamsError
+from evolinstruct.core.errors import ParamsError
 
 DEFAULT_PARAMS = "params.yaml"
 

@@ -12,13 +12,13 @@ import annotated_types as at
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from .params import GROUPS, Params
+from evolinstruct.core.params import GROUPS, Params
 
 HEADER = """\
 # Params
 
 Every key of `params.yaml`, with its type, default, allowed values and meaning. This file is
-generated from the schema in `evolinstruct/params.py`; after changing the schema, regenerate it with
+generated from the schema in `evolinstruct/core/params.py`; after changing the schema, regenerate it with
 
 ```
 evol params --markdown > docs/params.md

@@ -13,18 +13,18 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-from evolinstruct import paths
-from evolinstruct.atomic import write_json
-from evolinstruct.extract import extract_code
-from evolinstruct.generation import GenerationSettings, Generator
-from evolinstruct.params import EvaluateParams, read_group, read_params
-from evolinstruct.passk import mean_pass_at_k
-from evolinstruct.progress import Progress
-from evolinstruct.prompting import alpaca_prompt
+from evolinstruct.core import paths
+from evolinstruct.core.atomic import write_json
+from evolinstruct.evaluate.extract import extract_code
+from evolinstruct.evaluate.generation import GenerationSettings, Generator
+from evolinstruct.core.params import EvaluateParams, read_group, read_params
+from evolinstruct.evaluate.passk import mean_pass_at_k
+from evolinstruct.core.progress import Progress
+from evolinstruct.core.prompting import alpaca_prompt
 from evolinstruct.registry import get_registry
-from evolinstruct.sandbox import Limits
-from evolinstruct.score_samples import score_programs
-from evolinstruct.stage import run_stage
+from evolinstruct.evaluate.sandbox import Limits
+from evolinstruct.evaluate.scoring import score_programs
+from evolinstruct.core.stage import run_stage
 
 log = logging.getLogger(__name__)
 

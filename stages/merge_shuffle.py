@@ -18,11 +18,11 @@ import random
 import re
 from collections import defaultdict
 
-from evolinstruct import paths
-from evolinstruct.atomic import atomic_dir, write_json
-from evolinstruct.params import MergeShuffleParams, read_group
-from evolinstruct.records import Record, read_records, write_records
-from evolinstruct.stage import run_stage
+from evolinstruct.core import paths
+from evolinstruct.core.atomic import atomic_dir, write_json
+from evolinstruct.core.params import MergeShuffleParams, read_group
+from evolinstruct.core.records import Record, read_records, write_records
+from evolinstruct.core.stage import run_stage
 
 log = logging.getLogger(__name__)
 

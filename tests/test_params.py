@@ -13,11 +13,11 @@ from click.testing import CliRunner
 from conftest import finish_stage
 from pydantic import BaseModel, ConfigDict, Field
 
-from evolinstruct import params as schema
-from evolinstruct.backends import EvolverConfig
-from evolinstruct.cli import cli
-from evolinstruct.errors import ParamsError
-from evolinstruct.params import (
+from evolinstruct.core import params as schema
+from evolinstruct.llm.backends import EvolverConfig
+from evolinstruct.cli.main import cli
+from evolinstruct.core.errors import ParamsError
+from evolinstruct.core.params import (
     Params,
     deep_merge,
     load_params,
@@ -26,7 +26,7 @@ from evolinstruct.params import (
     read_rounds,
     validate_layers,
 )
-from evolinstruct.params_docs import params_markdown
+from evolinstruct.cli.params_docs import params_markdown
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -197,7 +197,7 @@ def test_dvc_exp_run_set_param_learning_rate(tmp_path):
         return subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True, text=True).stdout
 
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    reader = "from evolinstruct.params import read_params; print(repr(read_params().sft.learning_rate))"
+    reader = "from evolinstruct.core.params import read_params; print(repr(read_params().sft.learning_rate))"
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"lr": {
         "cmd": f'{sys.executable} -c "{reader}" > lr.txt', "params": ["sft.learning_rate"], "outs": ["lr.txt"]}}}))
     dvc = str(Path(sys.executable).parent / "dvc")
