@@ -23,13 +23,12 @@ import json
 import logging
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from typing import Any
 
 from evolinstruct.core import paths
 from evolinstruct.core.atomic import write_json
 from evolinstruct.core.errors import EvolError
-from evolinstruct.core.params import read_group
+from evolinstruct.core.params import EliminateParams, read_group
 from evolinstruct.core.progress import Progress
 from evolinstruct.core.records import Record, Rejection, read_records, round_path, write_records
 from evolinstruct.core.stage import run_stage
@@ -41,29 +40,6 @@ from evolinstruct.registry import get_registry, prepare
 log = logging.getLogger(__name__)
 DECONTAMINATION_REPORT = paths.ELIMINATED / "decontamination.json"
 REPORT = paths.REPORTS / "eliminate.json"
-
-
-@dataclass
-class EliminateParams:
-    #: Remove instructions equal to an earlier one after normalising whitespace and case.
-    exact_dedup: bool = True
-    #: Remove instructions whose estimated Jaccard similarity (word `shingle_words`-gram shingles, MinHash) to an
-    #: earlier kept one is at least `near_dedup_threshold`.
-    near_dedup: bool = True
-    near_dedup_threshold: float = 0.8
-    minhash_permutations: int = 128
-    shingle_words: int = 3
-    #: Remove records sharing a normalised word n-gram with a benchmark prompt or solution.
-    decontaminate: bool = True
-    decontamination_ngram: int = 13
-    #: Benchmark texts shorter than this many words are not used (too generic to prove a leak).
-    decontamination_min_words: int = 8
-    #: Reference solutions count as leaked only through an overlap of this many words.
-    decontamination_solution_ngram: int = 25
-    #: Benchmarks to decontaminate against; empty = every registered benchmark plugin.
-    benchmarks: list[str] = field(default_factory=list)
-    #: Per-benchmark load options, as in `evaluate.benchmark_options` (e.g. a local MBPP file).
-    benchmark_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def evolved_rounds() -> list[list[Record]]:

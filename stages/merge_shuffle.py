@@ -18,11 +18,10 @@ import logging
 import random
 import re
 from collections import defaultdict
-from dataclasses import dataclass
 
 from evolinstruct.core import paths
 from evolinstruct.core.atomic import atomic_dir, write_json
-from evolinstruct.core.params import read_group
+from evolinstruct.core.params import MergeShuffleParams, read_group
 from evolinstruct.core.records import Record, read_records, write_records
 from evolinstruct.core.stage import run_stage
 
@@ -41,11 +40,6 @@ _SENTENCE = re.compile(r"[.!?](\s|$)")
 def complexity(instruction: str) -> int:
     """The complexity proxy: requirement markers plus sentences (see the module docstring)."""
     return len(_REQUIREMENT.findall(instruction)) + max(1, len(_SENTENCE.findall(instruction)))
-
-
-@dataclass
-class MergeShuffleParams:
-    seed: int = 42
 
 
 def round_statistics(records: list[Record]) -> list[dict[str, float]]:

@@ -27,7 +27,7 @@ from typing import Any
 from evolinstruct.core import paths
 from evolinstruct.core.atomic import atomic_open, write_json
 from evolinstruct.core.errors import EvolError, ParamsError
-from evolinstruct.core.params import read_group
+from evolinstruct.core.params import SeedParams, read_group
 from evolinstruct.core.records import Record, seed_record, write_records
 from evolinstruct.core.stage import run_stage
 from evolinstruct.llm.hf import load_hub_dataset
@@ -35,36 +35,7 @@ from evolinstruct.llm.hf import load_hub_dataset
 log = logging.getLogger(__name__)
 REJECTS = paths.SEED_REJECTS
 REPORT = paths.REPORTS / "seed.json"
-ON_INVALID = ("skip", "error")
 MAPPING_PARAMS = "seed.instruction_field, seed.input_field and seed.output_field"
-
-
-@dataclass
-class SeedParams:
-    #: A local .json/.jsonl/.parquet path (keep it under data/raw/ so DVC tracks its hash), or
-    #: `hf:<dataset id>` to load from the Hugging Face hub.
-    source: str = "hf:sahil280114/codealpaca"
-    split: str = "train"
-    #: Hub revision (a commit sha) for `hf:` sources; empty = the default branch.
-    revision: str = ""
-    #: Keep the first N rows of the source; 0 = all.
-    limit: int = 0
-    instruction_field: str = "instruction"
-    input_field: str = "input"
-    output_field: str = "output"
-    #: What a bad record does: `skip` (to data/seed/rejects.jsonl, with its place and reason) or
-    #: `error` (the first one stops the stage, naming file, line and field).
-    on_invalid: str = "skip"
-    #: With `skip`, a share of bad records above this stops the stage: it usually means a wrong
-    #: field mapping rather than a few bad rows. Duplicates do not count.
-    max_invalid_share: float = 0.05
-
-    def __post_init__(self) -> None:
-        if self.on_invalid not in ON_INVALID:
-            raise ParamsError("params.yaml", "seed.on_invalid", f"expected skip or error, got {self.on_invalid!r}")
-        if not 0.0 <= self.max_invalid_share <= 1.0:
-            raise ParamsError("params.yaml", "seed.max_invalid_share",
-                              f"expected a share between 0 and 1, got {self.max_invalid_share!r}")
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,12 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from evolinstruct.core import paths
 from evolinstruct.core.atomic import write_json
 from evolinstruct.core.errors import EvolError
-from evolinstruct.core.params import read_group
+from evolinstruct.core.params import SFTParams, read_group
 from evolinstruct.core.stage import run_stage
 from evolinstruct.train.model import (
     base_commit,
@@ -34,46 +33,6 @@ from evolinstruct.train.model import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SFTParams:
-    #: A hub id (pin `revision` to a commit sha for reproducibility) or a local folder.
-    base_model: str = "bigcode/starcoder"
-    revision: str = ""
-    learning_rate: float = 2e-5
-    epochs: float = 3.0
-    #: Stop after this many optimizer steps (-1 = run all epochs); for smoke tests and demos.
-    max_steps: int = -1
-    max_length: int = 2048
-    warmup_steps: int = 30
-    lr_scheduler: str = "cosine"
-    #: Target global batch = per-device batch x gradient accumulation x world size; the stage derives
-    #: the accumulation from it.
-    global_batch_size: int = 512
-    per_device_batch_size: int = 4
-    weight_decay: float = 0.0
-    #: "auto" = bf16 on GPUs that support it, else fp16 on GPU (the paper's), fp32 on CPU.
-    precision: str = "auto"
-    gradient_checkpointing: bool = True
-    logging_steps: int = 10
-    save_steps: int = 200
-    seed: int = 42
-    #: A DeepSpeed JSON config (configs/zero2.json, configs/zero3.json); empty = none.
-    deepspeed: str = ""
-    #: Attention kernel: "" = the model's default (sdpa), or flash_attention_2 (needed for packing).
-    attn_implementation: str = ""
-    #: Padding-free packing (no pad tokens, position ids restart per example). Refused unless
-    #: attn_implementation is a flash-attention kernel, which keeps examples from attending to each other.
-    packing: bool = False
-    #: LoRA rank; 0 = full fine-tuning (the paper's). With LoRA, models/sft/ holds the merged model
-    #: and the adapter in models/sft/adapter/.
-    lora_r: int = 0
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
-    #: "none", or "4bit" / "8bit" for QLoRA (bitsandbytes, CUDA only; needs lora_r > 0).
-    quantization: str = "none"
 
 
 def world_size() -> int:
@@ -140,7 +99,7 @@ def main() -> None:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # safe: labels are explicit, EOS is never masked
 
-    resolved = {**asdict(params), "accumulation_steps": accumulation, "effective_global_batch_size": effective,
+    resolved = {**params.model_dump(), "accumulation_steps": accumulation, "effective_global_batch_size": effective,
                 "world_size": devices, "train_data_sha256": data_hash, "train_examples": len(dataset),
                 "base_model_commit": base_commit(model)}
     run_id = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:12]

@@ -63,7 +63,7 @@ def test_stats_per_round(project):
     assert "training set: 2 records" in evol("stats", "--project", str(path)).output
 
 
-@pytest.mark.parametrize("command", ["plugins", "demo", "estimate", "eval-samples", "inspect", "stats"])
+@pytest.mark.parametrize("command", ["plugins", "demo", "params", "estimate", "eval-samples", "inspect", "stats"])
 def test_every_command_has_help(command):
     result = evol(command, "--help")
     assert result.exit_code == 0 and result.output.startswith("Usage: ") and "--help" in result.output

@@ -22,7 +22,8 @@ class EvolGroup(click.Group):
         except EvolError as exc:
             if ctx.params.get("verbose"):
                 traceback.print_exc()
-            click.echo(f"evol: error: {exc}", err=True)
+            for line in exc.lines():
+                click.echo(f"evol: error: {line}", err=True)
             sys.exit(1)
 
 
@@ -123,6 +124,24 @@ def estimate(params_path: Path, seed_path: Path, as_json: bool) -> None:
 
     result = run_estimate(params_path, seed_path)
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else render(result))
+
+
+@cli.command("params")
+@click.option("--params", "params_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("params.yaml"),
+              show_default=True, help="The params file to check.")
+@click.option("--markdown", is_flag=True, help="Print the table of every param (docs/params.md) instead.")
+def params_command(params_path: Path, markdown: bool) -> None:
+    """Check a params file against the schema, printing every problem (one line each), or print
+    the table of every param with its type, default, allowed values and meaning."""
+    if markdown:
+        from evolinstruct.cli.params_docs import params_markdown
+
+        click.echo(params_markdown(), nl=False)
+        return
+    from evolinstruct.core.params import read_params
+
+    read_params(params_path)
+    click.echo(f"{params_path}: ok")
 
 
 @cli.command()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class EvolError(Exception):
     """An error the user can fix. The CLI and stage runners print it as one line and exit non-zero."""
@@ -14,6 +16,10 @@ class EvolError(Exception):
     def __str__(self) -> str:
         return f"{self.message} (hint: {self.hint})" if self.hint else self.message
 
+    def lines(self) -> list[str]:
+        """The error as printed, one line per problem (most errors are one problem)."""
+        return [str(self)]
+
 
 class RecordError(EvolError):
     """A record in a JSONL file is malformed; names the file, line and field."""
@@ -24,11 +30,24 @@ class RecordError(EvolError):
 
 
 class ParamsError(EvolError):
-    """A params.yaml value is missing or has the wrong type; names the file and the dotted key."""
+    """A params.yaml value is missing, unknown or invalid; names the file, the dotted key and the value.
 
-    def __init__(self, path: str, key: str, problem: str, hint: str | None = None) -> None:
+    `more` carries further (key, problem) pairs found in the same file, so that every problem is
+    reported at once, each on its own line.
+    """
+
+    def __init__(self, path: str, key: str, problem: str, hint: str | None = None,
+                 more: Sequence[tuple[str, str]] = ()) -> None:
         super().__init__(f"{path}: {key}: {problem}", hint)
         self.path, self.key = path, key
+        self.problems = [(key, problem), *more]
+
+    def lines(self) -> list[str]:
+        first = EvolError.__str__(self)
+        return [first, *(f"{self.path}: {key}: {problem}" for key, problem in self.problems[1:])]
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
 
 
 class MissingSecretError(EvolError):

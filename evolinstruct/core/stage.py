@@ -42,7 +42,8 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
     except EvolError as exc:
         if os.environ.get("EVOLINSTRUCT_VERBOSE"):
             traceback.print_exc()
-        print(f"{name}: error: {exc}", file=sys.stderr)
+        for line in exc.lines():
+            print(f"{name}: error: {line}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print(f"{name}: interrupted; rerun to resume (answered requests are cached)", file=sys.stderr)

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from evolinstruct.core.errors import EvolError
-from evolinstruct.core.params import deep_merge, load_params
+from evolinstruct.core.params import load_params, load_yaml, validate_layers
 
 
 def dvc_env() -> dict[str, str]:
@@ -58,7 +58,8 @@ def _corpus(seed_file: Path) -> list[str]:
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """`["evolve.filters=[sorry]", "rounds=1"]` as a nested mapping (values are YAML), for deep_merge."""
+    """`["evolve.filters=[sorry]", "rounds=1"]` as a nested mapping (values are YAML, read as
+    params.yaml is: `3e-5` is a float), for deep_merge."""
     overlay: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -68,7 +69,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
+        node[leaf] = load_yaml(value)
     return overlay
 
 
@@ -78,9 +79,10 @@ def scaffold(project: Path, source: Path, overrides: Sequence[str] = ()) -> None
     for name in ("dvc.yaml", "params.yaml", "profiles/demo.yaml"):
         if not (source / name).exists():
             raise EvolError(f"{source / name}: not found", "run `evol demo` from the evolinstruct checkout, or pass --source")
+    # Checked layer by layer, before anything is built, so an error names the layer that brought it in.
+    params = validate_layers([(str(source / name), load_params(source / name))
+                              for name in ("params.yaml", "profiles/demo.yaml")] + [("--set", parse_overrides(overrides))])
     project.mkdir(parents=True, exist_ok=True)
-    params = deep_merge(load_params(source / "params.yaml"), load_params(source / "profiles/demo.yaml"))
-    params = deep_merge(params, parse_overrides(overrides))
     _write_if_changed(project / "params.yaml", yaml.safe_dump(params, sort_keys=False))
     _write_if_changed(project / "dvc.yaml", (source / "dvc.yaml").read_text(encoding="utf-8"))
     from evolinstruct.registry import LOCK_FILE, get_registry, lock_text

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from evolinstruct.core import paths
 from evolinstruct.core.errors import EvolError
-from evolinstruct.core.params import load_params, parse_group, read_rounds
+from evolinstruct.core.params import read_params
 from evolinstruct.core.records import read_records
 from evolinstruct.evolve.filters import Candidate
 from evolinstruct.evolve.heuristics import draw
-from evolinstruct.llm.backends import EvolverConfig, Sampling
+from evolinstruct.llm.backends import Sampling
 from evolinstruct.llm.cost import price_for
 from evolinstruct.llm.dispatch import estimate_tokens
 from evolinstruct.llm.request_cache import RequestCache, cache_path, request_key
@@ -66,18 +66,16 @@ class Estimate:
 
 def estimate(params_path: Path = Path("params.yaml"), seed_path: Path = paths.SEED, growth: float = 1.3) -> Estimate:
     """Estimate the evolve stage configured by `params_path` over the seed records in `seed_path`."""
-    from evolinstruct.stages.evolve import EvolveParams, heuristics_for
+    from evolinstruct.stages.evolve import heuristics_for
 
-    data = load_params(params_path)
-    rounds = read_rounds(params_path)
-    config = parse_group(EvolverConfig, data.get("evolver"), "evolver", str(params_path))
-    params = parse_group(EvolveParams, data.get("evolve"), "evolve", str(params_path))
+    everything = read_params(params_path)  # the same schema as the stages: every error, before any work
+    rounds, config, params = everything.rounds, everything.evolver, everything.evolve
     if not seed_path.exists():
         raise EvolError(f"{seed_path}: not found; the estimate is computed from the seed data",
                         "run `dvc repro seed` first (it sends no request and costs nothing)")
     seeds = read_records(seed_path)
     registry = get_registry()
-    registry.configure(data.get("plugins"), str(params_path))
+    registry.configure(everything.plugins, str(params_path))
     heuristics = heuristics_for(params)
     filters = [registry.pick("filter", name) for name in params.filters]
     sampling = Sampling.from_config(config)

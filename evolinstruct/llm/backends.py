@@ -1,4 +1,4 @@
-"""Evolver backends: the base class plugins subclass, and the `evolver` params group.
+"""Evolver backends: the base class plugins subclass (configured by the `evolver` params group).
 
 A backend turns prompts into completions. API backends implement `complete` (one request) and
 `classify` (which errors are worth retrying), and inherit `complete_many`, which sends requests
@@ -12,63 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from evolinstruct.core.params import EvolverConfig  # the `evolver` params group; plugins import it from here
 
 if TYPE_CHECKING:
     from evolinstruct.llm.dispatch import Control, Retry
-
-
-@dataclass
-class EvolverConfig:
-    """The `evolver` params group. Paper settings (WizardLM/WizardCoder): temperature 1, top_p 0.9,
-    max_tokens 2048, frequency_penalty 0."""
-
-    backend: str = "openai"
-    model: str = "gpt-3.5-turbo"
-    #: Empty = the SDK default (which honours OPENAI_BASE_URL / ANTHROPIC_BASE_URL).
-    base_url: str = ""
-    #: Name of the environment variable that holds the key; empty = the backend's usual one.
-    api_key_env: str = ""
-    max_concurrency: int = 16
-    temperature: float = 1.0
-    top_p: float | None = 0.9
-    max_tokens: int = 2048
-    frequency_penalty: float = 0.0
-    #: "online": one request per prompt. "batch": the provider's batch API (OpenAI Batch, Anthropic
-    #: Message Batches; half the price, results within 24 h), resumable across restarts.
-    mode: str = "online"
-    #: Client-side limits, requests and tokens per minute (0 = none). Tokens count the prompt
-    #: (estimated) plus max_tokens, as the providers count them.
-    rpm: float = 0
-    tpm: float = 0
-    #: Hard wall-clock limit of one request attempt, in seconds.
-    request_timeout: float = 600.0
-    #: Retries of a request after 429, 5xx, timeouts and malformed bodies (jittered exponential
-    #: backoff from retry_base_delay up to retry_max_delay; a longer retry-after is honoured).
-    max_retries: int = 6
-    retry_base_delay: float = 1.0
-    retry_max_delay: float = 60.0
-    #: USD per million tokens, by model: {model: {input: ..., output: ...}}.
-    prices: dict[str, dict[str, float]] = field(default_factory=dict)
-    #: Price factor in batch mode (both providers charge half).
-    batch_discount: float = 0.5
-    #: Stop cleanly, keeping every answer so far, before this run's spend could pass this (USD).
-    #: 0 = no cap. Needs a price for the model.
-    budget_usd: float = 0.0
-    #: Batch mode: seconds between status polls, and the most requests per submitted batch.
-    batch_poll_seconds: float = 30.0
-    batch_max_requests: int = 10000
-    #: The stage fails (after writing everything it has) when more than this share of records failed.
-    max_failure_share: float = 0.05
-    #: SQLite file of answered requests; reruns, resumes and experiments never pay for them twice.
-    #: Empty = the user cache ($EVOLINSTRUCT_CACHE, else ~/.cache/evolinstruct/requests.sqlite),
-    #: shared by every checkout and every `dvc exp` workspace.
-    cache: str = ""
-    #: transformers backend: hub revision (commit, tag or branch) of `model`, batch size and device.
-    revision: str = ""
-    batch_size: int = 8
-    device: str = "auto"
 
 
 @dataclass(frozen=True)
