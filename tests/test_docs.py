@@ -77,7 +77,7 @@ def test_examples_import_nothing_from_evolinstruct_but_its_public_api():
 def test_the_import_check_catches_a_non_public_import(tmp_path, monkeypatch):
     bad = tmp_path / "examples/bad/plugin.py"
     bad.parent.mkdir(parents=True)
-    bad.write_text("from evolinstruct.evolve import heuristics\n")
+    bad.write_text("from evolinstruct.evolve.heuristics import Heuristic\n")
     monkeypatch.setattr(__import__(__name__), "REPO", tmp_path)
     import pytest
 

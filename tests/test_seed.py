@@ -162,8 +162,8 @@ def test_a_source_of_another_format_names_the_param(tmp_path, monkeypatch, capsy
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"on_invalid": "drop"}, "seed.on_invalid: expected skip or error, got 'drop'"),
-    ({"max_invalid_share": 1.5}, "seed.max_invalid_share: expected a share between 0 and 1, got 1.5"),
+    ({"on_invalid": "drop"}, "params.yaml: seed.on_invalid: \"drop\" should be 'skip' or 'error'"),
+    ({"max_invalid_share": 1.5}, "params.yaml: seed.max_invalid_share: 1.5 should be less than or equal to 1"),
 ])
 def test_bad_seed_params_are_one_line(tmp_path, monkeypatch, capsys, params, message):
     project(tmp_path, monkeypatch, "seeds.jsonl", jsonl(*GOOD[:2]), **params)
