@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from .dispatch import Control, Retry
+    from .dispatch import Control, Fatal, Retry
 
 
 @dataclass
@@ -58,8 +58,16 @@ class EvolverConfig:
     #: Batch mode: seconds between status polls, and the most requests per submitted batch.
     batch_poll_seconds: float = 30.0
     batch_max_requests: int = 10000
-    #: The stage fails (after writing everything it has) when more than this share of records failed.
+    #: The stage fails when more than this share of the run's evolutions failed; checked as results
+    #: arrive, so it stops as soon as the share is certain to be passed.
     max_failure_share: float = 0.05
+    #: Hedged requests: re-send a request that has waited more than this multiple of the running
+    #: p95 latency (first answer wins, the other is cancelled; both count in cost). 0 = off, the
+    #: default: a hedge may be paid twice.
+    hedge_after: float = 0.0
+    #: An optional system message sent with every request (evolve, answer and judge). Empty, as in
+    #: the paper. Part of the request cache key.
+    system_message: str = ""
     #: SQLite file of answered requests; reruns, resumes and experiments never pay for them twice.
     #: Empty = the user cache ($EVOLINSTRUCT_CACHE, else ~/.cache/evolinstruct/requests.sqlite),
     #: shared by every checkout and every `dvc exp` workspace.
@@ -76,13 +84,19 @@ class Sampling:
     top_p: float | None
     max_tokens: int
     frequency_penalty: float = 0.0
+    #: `evolver.system_message`: sent as the system message of every request when not empty.
+    system: str = ""
 
     @classmethod
     def from_config(cls, config: EvolverConfig) -> Sampling:
-        return cls(config.temperature, config.top_p, config.max_tokens, config.frequency_penalty)
+        return cls(config.temperature, config.top_p, config.max_tokens, config.frequency_penalty,
+                   config.system_message)
 
-    def to_json(self) -> dict[str, float | int | None]:
-        return asdict(self)
+    def to_json(self) -> dict[str, float | int | str | None]:
+        data = asdict(self)
+        if not self.system:  # absent when empty, so request keys cached before it existed still match
+            del data["system"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -131,6 +145,15 @@ class Backend:
             return Retry()
         return None
 
+    def fatal(self, error: BaseException) -> Fatal | None:
+        """Say whether `error` (non-retryable, or the last of a request's retries) is one that every
+        request would meet, so the run should stop instead of failing record after record: a
+        `Fatal` whose kind is "auth" (401), "not_found" (404: model or path), "bad_request" (a 400
+        for the request's shape) or "unreachable" (no connection), with one line naming the status,
+        the provider's message, the base URL and the key variable's name (never its value).
+        Optional: the base class says None (never stop), so older backends keep working."""
+        return None
+
     def control(self) -> Control:
         """How `complete_many` sends requests when the caller does not say: from `evolver` params."""
         from .dispatch import Control, RateLimiter, RetryPolicy
@@ -140,6 +163,7 @@ class Backend:
             concurrency=c.max_concurrency,
             policy=RetryPolicy(c.max_retries, c.retry_base_delay, c.retry_max_delay, c.request_timeout),
             limiter=RateLimiter(c.rpm, c.tpm) if c.rpm or c.tpm else None,
+            hedge_after=c.hedge_after,
         )
 
     async def complete_many(
