@@ -217,7 +217,9 @@ class RequestRunner:
             result = completion
         finally:
             del self._pending[key]
-            stats.hedged += self.sender.hedges - hedges
+            if hedged := self.sender.hedges - hedges:  # the losing copy is paid too: its prompt, estimated
+                stats.hedged += hedged
+                stats.cost_usd += self.price.cost(estimate_tokens(prompt), 0) * hedged if self.price else 0.0
         future.set_result(result)
         return result
 

@@ -157,3 +157,20 @@ def test_budget_reservations_are_released_when_a_request_fails():
     assert budget.reserved == 0
     with pytest.raises(BudgetExhausted):  # once refused, the run stops cleanly: no trickling on
         budget.reserve(1, 1)
+
+
+def test_hedged_requests_race_a_second_copy_of_a_straggler(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with FakeLLMServer(latency=0.01, slow_rate=0.05, slow_seconds=3.0, seed=5) as server:
+        config = EvolverConfig(model="m", base_url=server.url + "/v1", max_concurrency=10, hedge_after=3.0, **FAST)
+        backend = OpenAIBackend(config)
+        control = backend.control()
+        out = answer_all(backend, [f"q{i}" for i in range(120)], control)
+    assert all(isinstance(o, Completion) for o in out)
+    sent = len(server.requests)
+    assert sent > 120  # stragglers were sent a second time; the first answer won
+    assert control.hedge_after == 3.0
+
+
+def test_hedging_is_off_by_default():
+    assert EvolverConfig().hedge_after == 0 and OpenAIBackend(EvolverConfig()).control().hedge_after == 0
