@@ -316,9 +316,10 @@ def main() -> None:
     parser.add_argument("--slow-rate", type=float, default=0.0)
     parser.add_argument("--slow-seconds", type=float, default=0.0)
     parser.add_argument("--status", type=int, default=0)
+    parser.add_argument("--reply", choices=("echo", "evolver"), default="echo")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    server = FakeLLMServer(latency=args.latency, error_rate=args.error_rate, malformed_rate=args.malformed_rate,
+    server = FakeLLMServer(reply=evolver_reply if args.reply == "evolver" else echo, latency=args.latency, error_rate=args.error_rate, malformed_rate=args.malformed_rate,
                            hang_rate=args.hang_rate, hang_seconds=args.hang_seconds, seed=args.seed, port=args.port,
                            slow_rate=args.slow_rate, slow_seconds=args.slow_seconds, status=args.status)
     with server:
