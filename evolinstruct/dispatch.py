@@ -164,8 +164,10 @@ class Breaker:
         self.in_a_row = 0
 
     def failure(self, fatal: Fatal | None) -> None:
-        if fatal is None or self.tripped:
+        if fatal is None:
             return
+        if self.tripped:  # the other requests of the first wave meet it too: stop, not per-record failures
+            raise FatalRequestError(self.tripped)
         self.in_a_row += 1
         # Every request has the same shape, so once one was answered a 400 is about its prompt.
         if fatal.kind in ("auth", "not_found") or (fatal.kind == "unreachable" and not self.answered) \

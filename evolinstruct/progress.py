@@ -179,6 +179,11 @@ class EvolveProgress:
             parts.append(f"ETA ? (nothing finished in the last {min(now - self.started, self.WINDOW):.0f}s)")
         return " | ".join(parts)
 
+    def break_line(self) -> None:
+        """On a terminal, end the live line so that a log message can follow on its own line."""
+        if self.tty and not self.quiet:
+            self.emit(final=True)
+
     def emit(self, final: bool = False) -> None:
         if self.quiet:
             return

@@ -90,12 +90,14 @@ async def run(rounds: int, config: EvolverConfig, params: EvolveParams, backend:
     filters = [registry.pick("filter", name) for name in params.filters]
     pool = read_records(paths.SEED)
     cache = RequestCache(cache_path(config.cache))
-    runner = make_runner(backend, config, cache, progress or EvolveProgress())
+    progress = progress or EvolveProgress()
+    runner = make_runner(backend, config, cache, progress)
     evolver = Evolver(runner, heuristics, params.weights, params.seed, filters,
                       max_failure_share=config.max_failure_share)
 
     def finished(k: int, attempts: list, stats: RoundStats) -> None:
         write_records(round_path(paths.EVOLVED, k), attempts)
+        progress.break_line()
         log.info("round %d: %d kept, %d eliminated, %d failed; %d requests sent (%d retries), %d cache hits, "
                  "$%.4f", k, stats.kept, stats.eliminated, stats.failed, stats.requests_sent, stats.retries,
                  stats.cache_hits, stats.cost_usd)
