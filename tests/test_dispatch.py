@@ -174,3 +174,18 @@ def test_hedged_requests_race_a_second_copy_of_a_straggler(monkeypatch):
 
 def test_hedging_is_off_by_default():
     assert EvolverConfig().hedge_after == 0 and OpenAIBackend(EvolverConfig()).control().hedge_after == 0
+
+
+def test_the_optional_system_message_is_sent_and_keys_the_cache_only_when_set():
+    from evolinstruct.request_cache import request_key
+
+    plain, system = Sampling(1.0, 0.9, 64), Sampling(1.0, 0.9, 64, system="You are a careful programmer.")
+    openai_body = OpenAIBackend(EvolverConfig(model="m")).body("hi", system)
+    assert openai_body["messages"] == [{"role": "system", "content": "You are a careful programmer."},
+                                       {"role": "user", "content": "hi"}]
+    assert OpenAIBackend(EvolverConfig(model="m")).body("hi", plain)["messages"] == [{"role": "user", "content": "hi"}]
+    assert AnthropicBackend(EvolverConfig(model="m")).params("hi", system)["system"] == "You are a careful programmer."
+    assert "system" not in AnthropicBackend(EvolverConfig(model="m")).params("hi", plain)
+    assert request_key("b", "m", plain, "hi", 1) != request_key("b", "m", system, "hi", 1)
+    # Empty by default, as in the paper; keys cached before the param existed still match.
+    assert EvolverConfig().system_message == "" and "system" not in plain.to_json()

@@ -107,6 +107,20 @@ def test_a_fourth_round_and_new_seeds_send_requests_only_for_what_is_new(tmp_pat
         assert finish(path)[0] == 0
         three = outputs(path, 3)
         sent_for_three = len(server.requests)
+        # The metrics describe the output and what it took, whoever paid: a rerun answered
+        # entirely from the cache writes the same metrics; what it paid is in the report.
+        paid = (path / "metrics/evolve.json").read_bytes()
+        assert finish(path)[0] == 0 and len(server.requests) == sent_for_three
+        assert (path / "metrics/evolve.json").read_bytes() == paid
+        metrics = json.loads(paid)
+        assert sorted(metrics) == ["output_cost_usd", "output_eliminated", "output_failed", "output_kept",
+                                   "output_records", "output_requests", "output_tokens"]
+        assert metrics["output_requests"] == sent_for_three and metrics["output_records"] == 3 * len(SEEDS)
+        report = json.loads((path / "reports/evolve.json").read_text())
+        assert report["this_run"]["requests_sent"] == 0 and report["this_run"]["cache_hits"] == sent_for_three
+        table = report["rounds_table"]
+        assert [row["entered"] for row in table] == [len(SEEDS)] * 3
+        assert all(row["evolved"] + row["returned_to_pool"] == row["entered"] for row in table)
         project(tmp_path, server, rounds=4)
         assert finish(path)[0] == 0
         report = json.loads((path / "reports/evolve.json").read_text())
