@@ -71,13 +71,13 @@ def test_after_a_complete_run_every_request_is_cached_and_one_more_round_is_all_
     import asyncio
 
     from doubles import ScriptedBackend
+    from evolinstruct.stages.evolve import EvolveParams, heuristics_for
 
     from evolinstruct.backends import EvolverConfig, Sampling
     from evolinstruct.evolution import Evolver, RequestRunner
     from evolinstruct.records import read_records
     from evolinstruct.registry import get_registry
     from evolinstruct.request_cache import RequestCache
-    from evolinstruct.stages.evolve import EvolveParams, heuristics_for
 
     monkeypatch.chdir(tmp_path)
     project(tmp_path, backend="scripted", model="script-1", cache=str(tmp_path / "c.sqlite"),

@@ -87,8 +87,9 @@ def test_the_transformers_evolver_samples_each_prompt_independently_of_its_batch
     differ) writes what an uninterrupted one writes."""
     import asyncio
 
-    from evolinstruct.backends import EvolverConfig, Sampling
     from evolinstruct.plugins.transformers_backend import TransformersBackend
+
+    from evolinstruct.backends import EvolverConfig, Sampling
 
     backend = TransformersBackend(EvolverConfig(backend="transformers", model=str(tiny_model), device="cpu",
                                                 batch_size=4))
