@@ -254,7 +254,7 @@ class Sender:
             del self.latencies[:500]
         return result
 
-    async def _hedged(self, prompt: str, tokens: int) -> Completion:
+    async def _hedged(self, prompt: str, tokens: int, on_hedge: Callable[[], None] | None) -> Completion:
         """One attempt; when hedging is on and it outlives `hedge_after` x p95, a second copy races it."""
         p95 = self._p95() if self.control.hedge_after > 0 else None
         if p95 is None:
@@ -264,6 +264,8 @@ class Sender:
         if done:
             return first.result()
         self.hedges += 1
+        if on_hedge:
+            on_hedge()
         second = asyncio.ensure_future(self._attempt(prompt, tokens))
         racing = {first, second}
         try:
@@ -287,7 +289,8 @@ class Sender:
             self.stopping = True  # before this request's slot is released to the next one
             raise
 
-    async def send(self, prompt: str, on_retry: Callable[[BaseException], None] | None = None) -> Completion:
+    async def send(self, prompt: str, on_retry: Callable[[BaseException], None] | None = None,
+                   on_hedge: Callable[[], None] | None = None) -> Completion:
         if self.stopping:
             raise Stopped("not sent: the run is stopping")
         control, policy, sampling = self.control, self.control.policy, self.sampling
@@ -300,7 +303,7 @@ class Sender:
             try:
                 for n in range(policy.max_retries + 1):
                     try:
-                        result = await self._hedged(prompt, tokens)
+                        result = await self._hedged(prompt, tokens, on_hedge)
                         break
                     except Exception as exc:
                         retry = Retry() if isinstance(exc, TimeoutError) else self.backend.classify(exc)

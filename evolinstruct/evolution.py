@@ -199,13 +199,16 @@ class RequestRunner:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "exception not retrieved"
         self._pending[key] = future
-        hedges = self.sender.hedges
 
         def retried(error: BaseException) -> None:
             stats.retries += 1
 
+        def hedged() -> None:  # the losing copy is paid too: its prompt, estimated
+            stats.hedged += 1
+            stats.cost_usd += self.price.cost(estimate_tokens(prompt), 0) if self.price else 0.0
+
         try:
-            completion = await self.sender.send(prompt, retried)
+            completion = await self.sender.send(prompt, retried, hedged)
         except (FatalRequestError, Stopped, asyncio.CancelledError) as exc:
             future.set_exception(exc if not isinstance(exc, asyncio.CancelledError) else Stopped("cancelled"))
             raise
@@ -217,9 +220,6 @@ class RequestRunner:
             result = completion
         finally:
             del self._pending[key]
-            if hedged := self.sender.hedges - hedges:  # the losing copy is paid too: its prompt, estimated
-                stats.hedged += hedged
-                stats.cost_usd += self.price.cost(estimate_tokens(prompt), 0) * hedged if self.price else 0.0
         future.set_result(result)
         return result
 

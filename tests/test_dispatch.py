@@ -159,17 +159,26 @@ def test_budget_reservations_are_released_when_a_request_fails():
         budget.reserve(1, 1)
 
 
-def test_hedged_requests_race_a_second_copy_of_a_straggler(monkeypatch):
+def test_hedged_requests_race_a_second_copy_of_a_straggler_and_both_are_counted(monkeypatch, tmp_path):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     with FakeLLMServer(latency=0.01, slow_rate=0.05, slow_seconds=3.0, seed=5) as server:
         config = EvolverConfig(model="m", base_url=server.url + "/v1", max_concurrency=10, hedge_after=3.0, **FAST)
-        backend = OpenAIBackend(config)
-        control = backend.control()
-        out = answer_all(backend, [f"q{i}" for i in range(120)], control)
+        cache = RequestCache(tmp_path / "c.sqlite")
+        runner = RequestRunner(OpenAIBackend(config), cache, SAMPLING, price=Price(1e6, 0.0))
+        stats = RoundStats(round=1)
+
+        async def go():
+            try:
+                return await runner.run("hedge", [f"q{i}" for i in range(120)], 1, stats)
+            finally:
+                await runner.backend.aclose()
+
+        out = asyncio.run(go())
+        cache.close()
     assert all(isinstance(o, Completion) for o in out)
-    sent = len(server.requests)
-    assert sent > 120  # stragglers were sent a second time; the first answer won
-    assert control.hedge_after == 3.0
+    # Stragglers were sent a second time (the first answer won); each copy is counted and paid.
+    assert stats.hedged == runner.sender.hedges > 0 and len(server.requests) == 120 + stats.hedged
+    assert stats.cost_usd > stats.prompt_tokens  # $1 per prompt token, plus the hedges' prompts
 
 
 def test_hedging_is_off_by_default():
