@@ -62,9 +62,10 @@ class EvolverConfig:
     #: arrive, so it stops as soon as the share is certain to be passed.
     max_failure_share: float = 0.05
     #: Hedged requests: re-send a request that has waited more than this multiple of the running
-    #: p95 latency (first answer wins, the other is cancelled; both count in cost). 0 = off, the
-    #: default: a hedge may be paid twice.
-    hedge_after: float = 0.0
+    #: p95 latency (first answer wins, the other is cancelled; both count in cost). 0 = off.
+    #: None (the default) = the backend's default: off for paid APIs (a hedge may be paid twice),
+    #: 3 for openai_compatible (a self-hosted server).
+    hedge_after: float | None = None
     #: An optional system message sent with every request (evolve, answer and judge). Empty, as in
     #: the paper. Part of the request cache key.
     system_message: str = ""
@@ -125,6 +126,9 @@ class Backend:
     name: ClassVar[str] = ""
     #: True when the backend implements the batch methods below.
     supports_batch: ClassVar[bool] = False
+    #: `evolver.hedge_after` when params leave it unset: 0 (off) for paid APIs, where a hedge may be
+    #: paid twice; backends for self-hosted servers may turn it on.
+    default_hedge_after: ClassVar[float] = 0.0
 
     def __init__(self, config: EvolverConfig) -> None:
         self.config = config
@@ -163,7 +167,7 @@ class Backend:
             concurrency=c.max_concurrency,
             policy=RetryPolicy(c.max_retries, c.retry_base_delay, c.retry_max_delay, c.request_timeout),
             limiter=RateLimiter(c.rpm, c.tpm) if c.rpm or c.tpm else None,
-            hedge_after=c.hedge_after,
+            hedge_after=self.default_hedge_after if c.hedge_after is None else c.hedge_after,
         )
 
     async def complete_many(

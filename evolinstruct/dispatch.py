@@ -191,6 +191,10 @@ class Control:
     breaker: Breaker = field(default_factory=Breaker)
 
 
+#: A request is never hedged before it has waited this long (seconds), whatever the p95.
+HEDGE_FLOOR = 1.0
+
+
 class RetriesExhausted(Exception):
     """Every attempt of a request failed; carries the last error as the reason."""
 
@@ -222,6 +226,7 @@ class Sender:
         self.latencies: list[float] = []  # recent answered attempts, for the hedging threshold
         self.retries: dict[str, int] = {}
         self.hedges = 0
+        self._hedging = 0  # hedge copies in flight (at most concurrency / 8)
         self._ids = 0
 
     def oldest_in_flight(self) -> float:
@@ -260,10 +265,15 @@ class Sender:
         if p95 is None:
             return await self._attempt(prompt, tokens)
         first = asyncio.ensure_future(self._attempt(prompt, tokens))
-        done, _ = await asyncio.wait({first}, timeout=self.control.hedge_after * p95)
-        if done:
-            return first.result()
+        try:
+            done, _ = await asyncio.wait({first}, timeout=max(HEDGE_FLOOR, self.control.hedge_after * p95))
+        except BaseException:
+            first.cancel()
+            raise
+        if done or self._hedging >= max(1, self.control.concurrency // 8):
+            return await first  # answered, or too many hedges in flight already: wait for this one
         self.hedges += 1
+        self._hedging += 1
         if on_hedge:
             on_hedge()
         second = asyncio.ensure_future(self._attempt(prompt, tokens))
@@ -277,6 +287,7 @@ class Sender:
                 if not racing:
                     return done.pop().result()  # both failed: raise the last one's error
         finally:
+            self._hedging -= 1
             for task in racing:
                 task.cancel()
         raise AssertionError("unreachable")

@@ -276,6 +276,8 @@ class OpenAICompatibleBackend(OpenAIBackend):
     name = "openai_compatible"
     key_required = False
     supports_batch = False
+    #: A self-hosted server charges compute, not money: stragglers are hedged by default.
+    default_hedge_after = 3.0
 
     def check_ready(self) -> None:
         if not (self.config.base_url or os.environ.get("OPENAI_BASE_URL")):

@@ -181,8 +181,14 @@ def test_hedged_requests_race_a_second_copy_of_a_straggler_and_both_are_counted(
     assert stats.cost_usd > stats.prompt_tokens  # $1 per prompt token, plus the hedges' prompts
 
 
-def test_hedging_is_off_by_default():
-    assert EvolverConfig().hedge_after == 0 and OpenAIBackend(EvolverConfig()).control().hedge_after == 0
+def test_hedging_is_off_by_default_for_paid_apis_and_on_for_a_self_hosted_server():
+    from evolinstruct.plugins.api_backends import OpenAICompatibleBackend
+
+    assert EvolverConfig().hedge_after is None
+    assert OpenAIBackend(EvolverConfig()).control().hedge_after == 0
+    assert AnthropicBackend(EvolverConfig()).control().hedge_after == 0
+    assert OpenAICompatibleBackend(EvolverConfig()).control().hedge_after == 3.0
+    assert OpenAICompatibleBackend(EvolverConfig(hedge_after=0)).control().hedge_after == 0
 
 
 def test_the_optional_system_message_is_sent_and_keys_the_cache_only_when_set():

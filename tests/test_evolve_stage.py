@@ -23,7 +23,7 @@ def project(tmp_path, server, rounds, seeds=SEEDS, **evolver):
     params = {
         "rounds": rounds,
         "evolver": {"backend": "openai_compatible", "model": "evolver-1", "base_url": server.url + "/v1",
-                    "max_concurrency": 6, "max_tokens": 256, "retry_base_delay": 0.01,
+                    "max_concurrency": 6, "max_tokens": 256, "retry_base_delay": 0.01, "hedge_after": 0,
                     "cache": ".evolinstruct/requests.sqlite", **evolver},
         "evolve": {"family": "code", "seed": 42},
     }
