@@ -180,6 +180,8 @@ class Backend:
         """Answer every prompt, calling ``on_done(index, completion_or_error)`` as each finishes.
 
         Errors are passed to `on_done`, never raised: one bad request must not stop the others.
+        The one exception is `dispatch.FatalRequestError` (every request would fail: a wrong key,
+        model or address, see `fatal`), raised once the other requests are cancelled.
         """
         from .dispatch import dispatch
 
