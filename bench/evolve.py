@@ -72,7 +72,7 @@ def env(cache: Path) -> dict[str, str]:
 
 def make_project(root: Path, url: str, overrides: dict) -> None:
     """A DVC project holding the real evolve stage (from dvc.yaml) and seed data."""
-    from evolinstruct.records import seed_record, write_records
+    from evolinstruct.core.records import seed_record, write_records
 
     root.mkdir(parents=True)
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
@@ -157,7 +157,7 @@ registry = get_registry()
 registry.heuristics()
 registry.pick("backend", "openai")
 registry.pick("filter", "equality")
-from evolinstruct.request_cache import RequestCache
+from evolinstruct.llm.request_cache import RequestCache
 RequestCache(sys.argv[1]).close()
 elapsed = time.perf_counter() - t
 heavy = sorted(m for m in ("torch", "transformers", "datasets", "openai", "anthropic") if m in sys.modules)
@@ -189,9 +189,9 @@ def bench_startup(workdir: Path) -> dict:
 def run_requests(url: str, timeout: float) -> dict:
     from evolinstruct.plugins.api_backends import OpenAIBackend
 
-    from evolinstruct.backends import Completion, EvolverConfig, Sampling
-    from evolinstruct.evolution import RequestRunner, RoundStats
-    from evolinstruct.request_cache import RequestCache
+    from evolinstruct.llm.backends import Completion, EvolverConfig, Sampling
+    from evolinstruct.evolve.rounds import RequestRunner, RoundStats
+    from evolinstruct.llm.request_cache import RequestCache
 
     os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
     config = EvolverConfig(model="bench", base_url=url + "/v1", max_concurrency=CONCURRENCY, max_retries=10,

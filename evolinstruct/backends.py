@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from .dispatch import Control, Fatal, Retry
+    from evolinstruct.llm.dispatch import Control, Fatal, Retry
 
 
 @dataclass
@@ -143,7 +143,7 @@ class Backend:
         """Say whether `error` (raised by `complete`) is worth retrying: a `Retry` (with the server's
         retry-after, if any) or None for errors that would fail again (bad request, auth).
         The base class retries connection errors and malformed bodies."""
-        from .dispatch import MalformedResponse, Retry
+        from evolinstruct.llm.dispatch import MalformedResponse, Retry
 
         if isinstance(error, MalformedResponse | ConnectionError):
             return Retry()
@@ -160,7 +160,7 @@ class Backend:
 
     def control(self) -> Control:
         """How `complete_many` sends requests when the caller does not say: from `evolver` params."""
-        from .dispatch import Control, RateLimiter, RetryPolicy
+        from evolinstruct.llm.dispatch import Control, RateLimiter, RetryPolicy
 
         c = self.config
         return Control(
@@ -183,7 +183,7 @@ class Backend:
         The one exception is `dispatch.FatalRequestError` (every request would fail: a wrong key,
         model or address, see `fatal`), raised once the other requests are cancelled.
         """
-        from .dispatch import dispatch
+        from evolinstruct.llm.dispatch import dispatch
 
         await dispatch(self, prompts, sampling, on_done, control or self.control())
 

@@ -15,16 +15,16 @@ import asyncio
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import paths
-from .backends import Completion, EvolverConfig, Sampling
-from .cost import price_for
-from .dispatch import estimate_tokens
-from .errors import EvolError
-from .evolution import Evolver, RoundStats
-from .params import load_params, parse_group, read_rounds
-from .records import Record, read_records
-from .registry import get_registry
-from .request_cache import RequestCache, cache_path, request_key
+from evolinstruct.core import paths
+from evolinstruct.llm.backends import Completion, EvolverConfig, Sampling
+from evolinstruct.llm.cost import price_for
+from evolinstruct.llm.dispatch import estimate_tokens
+from evolinstruct.core.errors import EvolError
+from evolinstruct.evolve.rounds import Evolver, RoundStats
+from evolinstruct.core.params import load_params, parse_group, read_rounds
+from evolinstruct.core.records import Record, read_records
+from evolinstruct.registry import get_registry
+from evolinstruct.llm.request_cache import RequestCache, cache_path, request_key
 
 
 @dataclass
@@ -73,7 +73,7 @@ def estimate(params_path: Path = Path("params.yaml"), seed_path: Path = paths.SE
     cached); from its first request that is not cached, its answers are projected (an evolution
     `growth` times longer, an answer as long as its seed's, a judge saying "Not Equal"), and
     every later request of that record counts as to pay."""
-    from .stages.evolve import EvolveParams, heuristics_for
+    from evolinstruct.stages.evolve import EvolveParams, heuristics_for
 
     data = load_params(params_path)
     rounds = read_rounds(params_path)

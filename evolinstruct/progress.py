@@ -15,7 +15,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from .dispatch import Sender
+    from evolinstruct.llm.dispatch import Sender
 
 
 def _clock(seconds: float) -> str:

@@ -7,10 +7,10 @@ import pytest
 from evolinstruct.plugins.api_backends import AnthropicBackend, OpenAIBackend
 from loopback import FakeLLMServer
 
-from evolinstruct.backends import Completion, EvolverConfig, Sampling
-from evolinstruct.cost import Price
-from evolinstruct.evolution import RequestRunner, RoundStats
-from evolinstruct.request_cache import RequestCache
+from evolinstruct.llm.backends import Completion, EvolverConfig, Sampling
+from evolinstruct.llm.cost import Price
+from evolinstruct.evolve.rounds import RequestRunner, RoundStats
+from evolinstruct.llm.request_cache import RequestCache
 
 SAMPLING = Sampling(temperature=1.0, top_p=0.9, max_tokens=64)
 PRICE = Price(input=1_000_000.0, output=0.0)  # $1 per prompt token, to check the discount
@@ -85,8 +85,8 @@ def test_a_round_in_batch_mode_is_one_batch_per_phase_and_writes_what_online_mod
     from loopback import evolver_reply
     from plugins_under_test import filters, heuristics
 
-    from evolinstruct.evolution import Evolver
-    from evolinstruct.records import seed_record
+    from evolinstruct.evolve.rounds import Evolver
+    from evolinstruct.core.records import seed_record
 
     code = [h for h in heuristics.builtin_heuristics() if h.family == "code"]
     rules = [filters.CopiedPromptWords(), filters.ShortSorry(), filters.EqualityJudge()]

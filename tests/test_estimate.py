@@ -6,9 +6,9 @@ import json
 import yaml
 from click.testing import CliRunner
 
-from evolinstruct.cli import cli
-from evolinstruct.progress import Progress
-from evolinstruct.records import seed_record, write_records
+from evolinstruct.cli.main import cli
+from evolinstruct.core.progress import Progress
+from evolinstruct.core.records import seed_record, write_records
 
 
 def project(tmp_path, **evolver):
@@ -73,11 +73,11 @@ def test_after_a_complete_run_every_request_is_cached_and_one_more_round_is_all_
     from doubles import ScriptedBackend
     from evolinstruct.stages.evolve import EvolveParams, heuristics_for
 
-    from evolinstruct.backends import EvolverConfig, Sampling
-    from evolinstruct.evolution import Evolver, RequestRunner
-    from evolinstruct.records import read_records
+    from evolinstruct.llm.backends import EvolverConfig, Sampling
+    from evolinstruct.evolve.rounds import Evolver, RequestRunner
+    from evolinstruct.core.records import read_records
     from evolinstruct.registry import get_registry
-    from evolinstruct.request_cache import RequestCache
+    from evolinstruct.llm.request_cache import RequestCache
 
     monkeypatch.chdir(tmp_path)
     project(tmp_path, backend="scripted", model="script-1", cache=str(tmp_path / "c.sqlite"),
@@ -123,10 +123,10 @@ def test_the_evolve_progress_line_shows_a_hang_as_a_hang(tmp_path):
     from doubles import ScriptedBackend
     from plugins_under_test import filters, heuristics
 
-    from evolinstruct.backends import Sampling
-    from evolinstruct.evolution import Evolver, RequestRunner
-    from evolinstruct.progress import EvolveProgress
-    from evolinstruct.request_cache import RequestCache
+    from evolinstruct.llm.backends import Sampling
+    from evolinstruct.evolve.rounds import Evolver, RequestRunner
+    from evolinstruct.core.progress import EvolveProgress
+    from evolinstruct.llm.request_cache import RequestCache
 
     class Hangs(ScriptedBackend):
         async def complete(self, prompt, sampling):

@@ -3,10 +3,10 @@ import asyncio
 from doubles import ScriptedBackend
 from plugins_under_test import filters, heuristics
 
-from evolinstruct.backends import Sampling
-from evolinstruct.evolution import RequestRunner, evolve_round
-from evolinstruct.records import seed_record
-from evolinstruct.request_cache import RequestCache
+from evolinstruct.llm.backends import Sampling
+from evolinstruct.evolve.rounds import RequestRunner, evolve_round
+from evolinstruct.core.records import seed_record
+from evolinstruct.llm.request_cache import RequestCache
 
 CODE = [h for h in heuristics.builtin_heuristics() if h.family == "code"]
 RULES = [filters.CopiedPromptWords(), filters.ShortSorry(), filters.OnlyStopWords(), filters.EqualityJudge()]
@@ -95,8 +95,8 @@ class Jittery(ScriptedBackend):
 
 
 def evolve_to_files(backend, folder, seeds, rounds, runner_kwargs=None):
-    from evolinstruct.evolution import Evolver
-    from evolinstruct.records import write_records
+    from evolinstruct.evolve.rounds import Evolver
+    from evolinstruct.core.records import write_records
 
     cache = RequestCache(folder / "c.sqlite")
     runner = RequestRunner(backend, cache, Sampling(1.0, 0.9, 256), **(runner_kwargs or {}))
@@ -151,7 +151,7 @@ def test_phased_backends_write_the_same_records_as_the_stream(tmp_path):
 
 
 def test_echoed_scaffolding_is_stripped_before_the_filters_and_counted(tmp_path):
-    from evolinstruct.evolution import strip_scaffolding
+    from evolinstruct.evolve.rounds import strip_scaffolding
 
     class Echoes(ScriptedBackend):
         async def complete(self, prompt, sampling):
@@ -160,7 +160,7 @@ def test_echoed_scaffolding_is_stripped_before_the_filters_and_counted(tmp_path)
                 return Completion("#Rewritten Prompt#:\n" + completion.text, prompt_tokens=1, completion_tokens=1)
             return completion
 
-    from evolinstruct.backends import Completion
+    from evolinstruct.llm.backends import Completion
 
     seeds = [seed_record(f"Write function number {i}.", "x") for i in range(4)]
     history, _ = run_rounds(Echoes(), tmp_path / "c.sqlite", seeds, 1)

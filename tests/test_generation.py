@@ -3,9 +3,9 @@ engine choice, and generation with a tiny local model."""
 
 import pytest
 
-from evolinstruct.errors import EvolError
-from evolinstruct.extract import extract_code
-from evolinstruct.generation import GenerationSettings, Generator, cut_at_stops, pick_engine
+from evolinstruct.core.errors import EvolError
+from evolinstruct.evaluate.extract import extract_code
+from evolinstruct.evaluate.generation import GenerationSettings, Generator, cut_at_stops, pick_engine
 
 CHATTY = '''Sure! Here is an efficient solution.
 
@@ -89,7 +89,7 @@ def test_the_transformers_evolver_samples_each_prompt_independently_of_its_batch
 
     from evolinstruct.plugins.transformers_backend import TransformersBackend
 
-    from evolinstruct.backends import EvolverConfig, Sampling
+    from evolinstruct.llm.backends import EvolverConfig, Sampling
 
     backend = TransformersBackend(EvolverConfig(backend="transformers", model=str(tiny_model), device="cpu",
                                                 batch_size=4))
