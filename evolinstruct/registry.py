@@ -39,7 +39,7 @@ from typing import Any
 import pluggy
 
 from evolinstruct import hookspecs
-from evolinstruct.core.errors import EvolError, ParamsError
+from evolinstruct.core.errors import EvolError, ParamsError, PluginError
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,6 @@ HOOKS = {
 }
 PARAMS_HOOK = "params_schema"
 KNOWN_HOOKS = (*HOOKS.values(), PARAMS_HOOK)
-
-
-class PluginError(EvolError):
-    """A plugin could not be loaded, broke its hook's contract, or raised in plugin code."""
 
 
 @dataclass
@@ -377,6 +373,7 @@ class Registry:
         backend = cls(config)
         owner = self.owners.get(("backend", cls.name))
         backend.plugin_params = self.params_for(owner.name) if owner else None
+        backend.plugin_source = self.source_of("backend", cls.name)
         return backend
 
     def owner(self, kind: str, name: str) -> PluginInfo | None:

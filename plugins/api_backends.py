@@ -21,7 +21,7 @@ from typing import Any
 from evolinstruct.core.errors import MissingSecretError
 from evolinstruct.hookspecs import hookimpl
 from evolinstruct.llm.backends import Backend, BatchStatus, Completion, EvolverConfig, Sampling
-from evolinstruct.llm.dispatch import MalformedResponse, Retry
+from evolinstruct.llm.dispatch import Fatal, MalformedResponse, Retry
 
 DEMO_HINT = "or run the offline demo, which needs no key: make demo"
 #: HTTP statuses worth retrying: timeout, conflict, rate limit, and every server error (529 = overloaded).
@@ -61,6 +61,12 @@ def retry_after_seconds(headers: Any) -> float | None:
             return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
         except (TypeError, ValueError):
             return None
+
+
+def messages(prompt: str, sampling: Sampling) -> list[dict[str, str]]:
+    """Chat messages: the optional `evolver.system_message`, then the prompt as the user's turn."""
+    system = getattr(sampling, "system", "")
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
 
 
 def _field(obj: Any, key: str) -> Any:
@@ -112,6 +118,47 @@ class SDKBackend(Backend):
             "max_retries": 0,  # core dispatch retries, through the rate limiter
         }
 
+    def key_env_name(self) -> str:
+        return self.config.api_key_env or self.key_env
+
+    def base_url(self) -> str:
+        return str(self._clients[0].base_url) if self._clients else self.config.base_url
+
+    def fatal(self, error: BaseException) -> Fatal | None:
+        """401/403/404 and a 400/422 (the request's shape) from the SDK's status error classes, and
+        connection errors (refused, DNS), described in one line that names the key variable only."""
+        sdk = self.sdk()
+        where = self.base_url() or "the SDK's default base URL"
+        key_env = self.key_env_name()
+        if isinstance(error, sdk.APIStatusError):
+            kinds = {sdk.AuthenticationError: "auth", sdk.PermissionDeniedError: "auth",
+                     sdk.NotFoundError: "not_found", sdk.BadRequestError: "bad_request",
+                     sdk.UnprocessableEntityError: "bad_request"}
+            kind = next((k for cls, k in kinds.items() if isinstance(error, cls)), None)
+            if kind is None:
+                return None
+            hint = {"auth": f"check the key in {key_env} (and that it belongs to this provider)",
+                    "not_found": f"check evolver.model '{self.config.model}' and evolver.base_url",
+                    "bad_request": "check evolver's sampling params against what the server accepts"}[kind]
+            message = f"{error.status_code} from {where}: {self._provider_message(error)} " \
+                      f"(model '{self.config.model}', key from {key_env}; {hint})"
+            return Fatal(kind, message)
+        if isinstance(error, sdk.APIConnectionError) and not isinstance(error, sdk.APITimeoutError):
+            detail = f"{error}: {error.__cause__}" if error.__cause__ else str(error)
+            return Fatal("unreachable", f"cannot reach {where}: {detail} (check evolver.base_url and the network)")
+        return None
+
+    def _provider_message(self, error: Any) -> str:
+        """The provider's own error message (from the JSON body), one line, with the key redacted."""
+        body = getattr(error, "body", None)
+        message = None
+        if isinstance(body, dict):
+            inner = body.get("error", body)
+            message = inner.get("message") if isinstance(inner, dict) else None
+        text = " ".join(str(message or getattr(error, "message", "") or error).split())
+        key = os.environ.get(self.key_env_name())
+        return text.replace(key, "***") if key else text
+
     def classify(self, error: BaseException) -> Retry | None:
         sdk = self.sdk()
         if isinstance(error, sdk.APIStatusError):
@@ -144,7 +191,7 @@ class OpenAIBackend(SDKBackend):
     def body(self, prompt: str, sampling: Sampling) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.config.model,
-            "messages": [{"role": "user", "content": prompt}],
+            "messages": messages(prompt, sampling),
             "temperature": sampling.temperature,
             "max_tokens": sampling.max_tokens,
         }
@@ -232,6 +279,8 @@ class OpenAICompatibleBackend(OpenAIBackend):
     name = "openai_compatible"
     key_required = False
     supports_batch = False
+    #: A self-hosted server charges compute, not money: stragglers are hedged by default.
+    default_hedge_after = 3.0
 
     def check_ready(self) -> None:
         if not (self.config.base_url or os.environ.get("OPENAI_BASE_URL")):
@@ -258,6 +307,8 @@ class AnthropicBackend(SDKBackend):
             "max_tokens": sampling.max_tokens,
             "messages": [{"role": "user", "content": prompt}],
         }
+        if getattr(sampling, "system", ""):
+            params["system"] = sampling.system
         if sampling.temperature != 1.0:
             params["temperature"] = sampling.temperature
         if sampling.top_p is not None:

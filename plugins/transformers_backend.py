@@ -1,5 +1,9 @@
 """Built-in local backend: a transformers causal LM (a local folder or a hub id at a pinned revision),
-with batched generation. Instruct models with a chat template get the prompt as a user message."""
+with batched generation. Instruct models with a chat template get the prompt as a user message.
+
+Sampling is seeded per prompt (`hf.prompt_seed`, `hf.row_sampler`), so a prompt's text does not
+depend on which prompts share its batch: an interrupted and resumed run, whose batches differ,
+writes the same bytes as an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -39,12 +43,11 @@ class TransformersBackend(Backend):
                 self._loaded = (model, tokenizer)
             return self._loaded
 
-    def _format(self, tokenizer: Any, prompt: str) -> str:
+    def _format(self, tokenizer: Any, prompt: str, system: str = "") -> str:
         if getattr(tokenizer, "chat_template", None):
-            return tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-            )
-        return prompt
+            messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return f"{system}\n\n{prompt}" if system else prompt
 
     async def complete_many(
         self,
@@ -62,11 +65,11 @@ class TransformersBackend(Backend):
             size = max(1, self.config.batch_size)
             # Batches are handed back as they finish, so the caller caches each before the next.
             for start in range(0, len(prompts), size):
-                chunk = [self._format(tokenizer, p) for p in prompts[start : start + size]]
+                chunk = [self._format(tokenizer, p, getattr(sampling, "system", "")) for p in prompts[start : start + size]]
                 try:
                     outs = hf.generate(
                         model, tokenizer, chunk, sampling.max_tokens, sampling.temperature, sampling.top_p,
-                        batch_size=size, seed=start,
+                        batch_size=size, row_seeds=[hf.prompt_seed(p) for p in chunk],
                     )
                 except Exception as exc:
                     for i in range(len(chunk)):

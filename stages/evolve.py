@@ -1,7 +1,8 @@
 """Stage `evolve`: run `rounds` rounds of Code Evol-Instruct over the seed pool.
 
 Writes every attempt of round k to data/evolved/round_<k>.jsonl (kept, eliminated and failed,
-with reasons), a manifest, and request/token metrics per round to metrics/evolve.json.
+with reasons), a manifest, headline metrics of the output to metrics/evolve.json, and the
+per-round table and this run's spend to reports/evolve.json.
 Params: top-level `rounds`, the `evolver` group (backend), the `evolve` group (method), and the
 `plugins` group (each plugin's own params); the `backend`, `heuristic` and `filter` entries of
 plugins.lock.yaml record the plugin versions.
@@ -11,15 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 from evolinstruct.core import paths
 from evolinstruct.core.atomic import write_json
 from evolinstruct.core.errors import EvolError, ParamsError
 from evolinstruct.core.params import EvolveParams, EvolverConfig, read_group, read_rounds
+from evolinstruct.core.progress import EvolveProgress
 from evolinstruct.core.records import read_records, round_path, write_records
 from evolinstruct.core.stage import run_stage
 from evolinstruct.evolve.heuristics import Heuristic
-from evolinstruct.evolve.rounds import BudgetReached, RequestRunner, RoundStats, evolve_round
+from evolinstruct.evolve.rounds import Evolver, RequestRunner, RoundStats
 from evolinstruct.llm.backends import Backend, Sampling
 from evolinstruct.llm.cost import Budget, price_for
 from evolinstruct.llm.request_cache import RequestCache, cache_path
@@ -39,7 +42,8 @@ def make_backend(config: EvolverConfig) -> Backend:
     return backend
 
 
-def make_runner(backend: Backend, config: EvolverConfig, cache: RequestCache) -> RequestRunner:
+def make_runner(backend: Backend, config: EvolverConfig, cache: RequestCache,
+                progress: EvolveProgress | None = None) -> RequestRunner:
     """The request runner with the price, the budget cap and the limits from `evolver` params."""
     price = price_for(config.prices, config.model)
     control = backend.control()
@@ -49,7 +53,7 @@ def make_runner(backend: Backend, config: EvolverConfig, cache: RequestCache) ->
                               "evolver.budget_usd is set but the model has no price",
                               "add {input: ..., output: ...} in USD per million tokens")
         control.budget = Budget(config.budget_usd, price)
-    return RequestRunner(backend, cache, Sampling.from_config(config), control, price)
+    return RequestRunner(backend, cache, Sampling.from_config(config), control, price, progress)
 
 
 def heuristics_for(params: EvolveParams) -> list[Heuristic]:
@@ -64,41 +68,34 @@ def heuristics_for(params: EvolveParams) -> list[Heuristic]:
     return heuristics
 
 
-async def run(rounds: int, config: EvolverConfig, params: EvolveParams, backend: Backend) -> list[RoundStats]:
+async def run(rounds: int, config: EvolverConfig, params: EvolveParams, backend: Backend,
+              progress: EvolveProgress | None = None) -> list[RoundStats]:
+    """Evolve the seed pool for `rounds` rounds, writing each round's file as soon as it is complete."""
     registry = get_registry()
     heuristics = heuristics_for(params)
     filters = [registry.pick("filter", name) for name in params.filters]
     pool = read_records(paths.SEED)
     cache = RequestCache(cache_path(config.cache))
-    runner = make_runner(backend, config, cache)
-    all_stats = []
-    failed = attempted = 0
+    progress = progress or EvolveProgress()
+    runner = make_runner(backend, config, cache, progress)
+    evolver = Evolver(runner, heuristics, params.weights, params.seed, filters,
+                      max_failure_share=config.max_failure_share)
+
+    def finished(k: int, attempts: list, stats: RoundStats) -> None:
+        write_records(round_path(paths.EVOLVED, k), attempts)
+        progress.break_line()
+        log.info("round %d: %d kept, %d eliminated, %d failed; %d requests sent (%d retries), %d cache hits, "
+                 "$%.4f", k, stats.kept, stats.eliminated, stats.failed, stats.requests_sent, stats.retries,
+                 stats.cache_hits, stats.cost_usd)
+
     try:
-        for k in range(1, rounds + 1):
-            attempts, pool, stats = await evolve_round(pool, k, heuristics, params.weights, params.seed, runner, filters)
-            all_stats.append(stats)
-            log.info("round %d: %d kept, %d eliminated, %d failed; %d requests sent (%d retries), %d cache hits, "
-                     "$%.4f", k, stats.kept, stats.eliminated, stats.failed, stats.requests_sent, stats.retries,
-                     stats.cache_hits, stats.cost_usd)
-            if stats.budget_refused:
-                spent = sum(s.cost_usd for s in all_stats)
-                raise BudgetReached(
-                    f"evolver.budget_usd {config.budget_usd:.2f} reached in round {k}: spent ${spent:.4f} in this run, "
-                    f"{stats.budget_refused} requests not sent; every answer so far is cached",
-                    "raise evolver.budget_usd and rerun: answered requests will not be paid again",
-                )
-            write_records(round_path(paths.EVOLVED, k), attempts)
-            failed, attempted = failed + stats.failed, attempted + stats.attempted
+        if rounds == 0:
+            return []
+        _, _, stats = await evolver.run(pool, 1, rounds, on_round=finished)
     finally:
         await backend.aclose()
         cache.close()
-    if attempted and failed / attempted > config.max_failure_share:
-        raise EvolError(
-            f"{failed} of {attempted} evolutions failed ({failed / attempted:.1%} > evolver.max_failure_share "
-            f"{config.max_failure_share:.1%}); the reasons are in {paths.EVOLVED}/round_*.jsonl",
-            "fix the cause and rerun: answered requests are cached and will not be paid again",
-        )
-    return all_stats
+    return [stats[k] for k in range(1, rounds + 1)]
 
 
 def main() -> None:
@@ -110,24 +107,51 @@ def main() -> None:
     paths.EVOLVED.mkdir(parents=True, exist_ok=True)
     stats = asyncio.run(run(rounds, config, params, backend))
     write_json(paths.EVOLVED / "manifest.json", {"rounds": rounds, "files": [f"round_{k}.jsonl" for k in range(1, rounds + 1)]})
+    write_json(REPORT, evolve_report(config, stats))
     used = [("backend", config.backend), *(("heuristic", h.name) for h in heuristics_for(params)),
             *(("filter", name) for name in params.filters)]
-    write_json(paths.METRICS / "evolve.json", {**evolve_metrics(config, stats), "plugins": registry.used(used)})
+    write_json(paths.METRICS / "evolve.json", {**evolve_metrics(stats), "plugins": registry.used(used)})
 
 
-def evolve_metrics(config: EvolverConfig, stats: list[RoundStats]) -> dict[str, object]:
-    """Requests, tokens and cost per round, in total and per backend (for `dvc metrics show`)."""
-    keys = ("attempted", "kept", "eliminated", "failed", "requests_sent", "cache_hits", "retries",
-            "request_failures", "batch_requests", "prompt_tokens", "completion_tokens")
-    totals: dict[str, object] = {key: sum(getattr(s, key) for s in stats) for key in keys}
-    totals["cost_usd"] = round(sum(s.cost_usd for s in stats), 6)
-    usage = {key: totals[key] for key in ("requests_sent", "prompt_tokens", "completion_tokens", "cost_usd")}
+#: The per-round detail: the paper's data-size table and what this run paid (a stage output).
+REPORT = Path("reports/evolve.json")
+
+
+def evolve_metrics(stats: list[RoundStats]) -> dict[str, object]:
+    """A few headline numbers describing the stage's output and what producing it cost, whether
+    this run paid or the request cache answered: the same for the same output, so an experiment
+    that skipped the stage does not seem to have paid (METRICS convention)."""
+    return {
+        "output_records": sum(s.attempted for s in stats),
+        "output_kept": sum(s.kept for s in stats),
+        "output_eliminated": sum(s.eliminated for s in stats),
+        "output_failed": sum(s.failed for s in stats),
+        "output_requests": sum(s.requests_sent + s.cache_hits - s.request_failures for s in stats),
+        "output_tokens": sum(s.output_prompt_tokens + s.output_completion_tokens for s in stats),
+        "output_cost_usd": round(sum(s.output_cost_usd for s in stats), 6),
+    }
+
+
+def evolve_report(config: EvolverConfig, stats: list[RoundStats]) -> dict[str, object]:
+    """Per round: records that entered, were evolved (kept), eliminated by each rule, failed and
+    returned to the pool (the paper's data-size table), scaffolding stripped; and what this run
+    sent and paid, in total and per backend."""
+    table = [{"round": s.round, "entered": s.attempted, "evolved": s.kept, "eliminated": s.eliminated,
+              "eliminated_by_rule": dict(sorted(s.rejections.items())), "failed": s.failed,
+              "returned_to_pool": s.returned_to_pool, "scaffolding_stripped": s.scaffolding_stripped}
+             for s in stats]
+    keys = ("requests_sent", "cache_hits", "retries", "request_failures", "batch_requests", "hedged",
+            "prompt_tokens", "completion_tokens")
+    run_totals: dict[str, object] = {key: sum(getattr(s, key) for s in stats) for key in keys}
+    run_totals["cost_usd"] = round(sum(s.cost_usd for s in stats), 6)
     return {
         "backend": config.backend,
         "model": config.model,
         "mode": config.mode,
-        "total": totals,
-        "by_backend": {config.backend: usage},
+        "rounds_table": table,
+        "this_run": run_totals,
+        "by_backend": {config.backend: {k: run_totals[k] for k in ("requests_sent", "prompt_tokens",
+                                                                   "completion_tokens", "cost_usd")}},
         "rounds": {str(s.round): s.to_json() for s in stats},
     }
 

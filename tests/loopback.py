@@ -34,6 +34,17 @@ def evolver_reply(prompt: str) -> str:
     return f"def solution(data):\n    # {prompt[:40]!r}\n    return sorted(data)"
 
 
+#: Error bodies as OpenAI sends them (the 401 message quotes a masked key, as OpenAI's does).
+STATUS_BODIES = {
+    401: {"error": {"message": "Incorrect API key provided: sk-sec*****123.", "type": "invalid_request_error",
+                    "code": "invalid_api_key"}},
+    403: {"error": {"message": "You are not allowed to sample from this model", "type": "invalid_request_error"}},
+    404: {"error": {"message": "The model `nosuch` does not exist or you do not have access to it.",
+                    "type": "invalid_request_error", "code": "model_not_found"}},
+    400: {"error": {"message": "Unrecognized request argument supplied: top_k", "type": "invalid_request_error"}},
+}
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024
@@ -53,8 +64,13 @@ class FakeLLMServer:
     def __init__(self, reply=echo, fail_first: int = 0, latency: float = 0.0, error_rate: float = 0.0,
                  malformed_rate: float = 0.0, hang_rate: float = 0.0, hang_seconds: float = 30.0,
                  seed: int = 0, batch_polls: int = 1, batch_answer_limit: int | None = None,
-                 port: int = 0) -> None:
+                 port: int = 0, status: int = 0, status_after: int = 0, slow_rate: float = 0.0,
+                 slow_seconds: float = 0.0) -> None:
         self.reply, self.fail_first, self.latency = reply, fail_first, latency
+        #: Every request after the first `status_after` answers gets this HTTP status (401, 404, 400...).
+        self.status, self.status_after = status, status_after
+        #: Long tail: this share of requests takes `slow_seconds` instead of `latency`.
+        self.slow_rate, self.slow_seconds = slow_rate, slow_seconds
         self.error_rate, self.malformed_rate, self.hang_rate = error_rate, malformed_rate, hang_rate
         self.hang_seconds, self.batch_polls, self.batch_answer_limit = hang_seconds, batch_polls, batch_answer_limit
         self.rng = random.Random(seed)
@@ -140,8 +156,12 @@ class FakeLLMServer:
         with self.lock:
             self.requests.append(body)
             self.headers.append({k.lower(): v for k, v in handler.headers.items()})
-        if self.latency:
-            time.sleep(self.latency)
+        if self.status and sum(self.answered.values()) >= self.status_after:
+            return self.send(handler, self.status, STATUS_BODIES.get(self.status, {"error": {"message": "refused"}}))
+        with self.lock:
+            slow = self.slow_rate and self.rng.random() < self.slow_rate
+        if slow or self.latency:
+            time.sleep(self.slow_seconds if slow else self.latency)
         fault = self.draw_fault()
         if fault:
             self.count(self.faults, fault)
@@ -157,11 +177,11 @@ class FakeLLMServer:
                 return self.send(handler, 429, {"error": {"message": "rate limited", "type": "rate_limit_error"}},
                                  {"retry-after-ms": "50"})
             return self.send(handler, 500, {"error": {"message": "internal error", "type": "api_error"}})
-        if body["messages"][0]["content"].startswith("BAD REQUEST"):
+        if body["messages"][-1]["content"].startswith("BAD REQUEST"):
             return self.send(handler, 400, {"error": {"message": "invalid prompt", "type": "invalid_request_error"}})
         if fault == "malformed":
             return self.send(handler, 200, None, raw=b'{"id": "cmpl-broken", "choices": [')
-        prompt = body["messages"][0]["content"]
+        prompt = body["messages"][-1]["content"]
         if path.endswith("/chat/completions"):
             payload = self.chat_completion(body)
         elif path.endswith("/messages"):
@@ -172,7 +192,7 @@ class FakeLLMServer:
         self.send(handler, 200, payload)
 
     def chat_completion(self, body: dict) -> dict:
-        text = self.reply(body["messages"][0]["content"])
+        text = self.reply(body["messages"][-1]["content"])
         return {
             "id": "cmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
@@ -180,7 +200,7 @@ class FakeLLMServer:
         }
 
     def message(self, body: dict) -> dict:
-        text = self.reply(body["messages"][0]["content"])
+        text = self.reply(body["messages"][-1]["content"])
         return {
             "id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
             "content": [{"type": "text", "text": text}], "stop_reason": "max_tokens",
@@ -225,7 +245,7 @@ class FakeLLMServer:
         limit = len(batch["items"]) if self.batch_answer_limit is None else self.batch_answer_limit
         answered = batch["items"][:limit]
         for _, body in answered:
-            self.count(self.answered, body["messages"][0]["content"])
+            self.count(self.answered, body["messages"][-1]["content"])
         batch["answered"], batch["expired"] = len(answered), len(batch["items"]) - len(answered)
         if batch["kind"] == "openai":
             lines = [{"id": f"req_{i}", "custom_id": cid, "error": None,
@@ -293,10 +313,15 @@ def main() -> None:
     for name in ("latency", "error-rate", "malformed-rate", "hang-rate"):
         parser.add_argument(f"--{name}", type=float, default=0.0)
     parser.add_argument("--hang-seconds", type=float, default=30.0)
+    parser.add_argument("--slow-rate", type=float, default=0.0)
+    parser.add_argument("--slow-seconds", type=float, default=0.0)
+    parser.add_argument("--status", type=int, default=0)
+    parser.add_argument("--reply", choices=("echo", "evolver"), default="echo")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    server = FakeLLMServer(latency=args.latency, error_rate=args.error_rate, malformed_rate=args.malformed_rate,
-                           hang_rate=args.hang_rate, hang_seconds=args.hang_seconds, seed=args.seed, port=args.port)
+    server = FakeLLMServer(reply=evolver_reply if args.reply == "evolver" else echo, latency=args.latency, error_rate=args.error_rate, malformed_rate=args.malformed_rate,
+                           hang_rate=args.hang_rate, hang_seconds=args.hang_seconds, seed=args.seed, port=args.port,
+                           slow_rate=args.slow_rate, slow_seconds=args.slow_seconds, status=args.status)
     with server:
         print(server.url, flush=True)
         try:

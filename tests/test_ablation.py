@@ -5,6 +5,7 @@ experiments over `rounds` (and the heuristic family), `dvc exp show` with pass@1
 import csv
 import io
 import json
+import re
 import subprocess
 import time
 
@@ -43,7 +44,7 @@ def sweep(tmp_path_factory, own_request_cache):
 
 def experiments(project):
     table = sh(project, "dvc", "exp", "show", "--csv", "--drop", ".*", "--keep",
-               "Experiment|^rounds$|^evolve.family$|humaneval.pass@1|total.requests_sent|total.cache_hits")
+               "Experiment|^rounds$|^evolve.family$|humaneval.pass@1|output_requests|output_cost_usd")
     rows = [r for r in csv.DictReader(io.StringIO(table)) if r["Experiment"]]
     return {(int(r["rounds"]), r["evolve.family"]): r for r in rows}
 
@@ -54,13 +55,23 @@ def test_exp_show_has_pass_at_1_for_every_experiment(sweep):
     assert all(0.0 <= float(r["humaneval.pass@1"]) <= 1.0 for r in rows.values())
 
 
+def paid(project, name):
+    """(requests sent, cache hits) of an experiment, from the evolve stage's log in `dvc queue logs`.
+    The metrics describe the output (the same whoever paid for it); what a run paid is in its log
+    and in reports/evolve.json."""
+    log = sh(project, "dvc", "queue", "logs", name)
+    rounds = re.findall(r"round \d+: .*?; (\d+) requests sent \(\d+ retries\), (\d+) cache hits", log)
+    return sum(int(sent) for sent, _ in rounds), sum(int(hits) for _, hits in rounds)
+
+
 def test_the_request_cache_makes_the_sweep_pay_for_each_round_once(sweep):
     rows = experiments(sweep)
-    assert int(rows[0, "code"]["total.requests_sent"]) == 0  # seed data only
-    assert int(rows[1, "code"]["total.requests_sent"]) == 0  # round 1 was paid by the baseline
-    three = rows[3, "code"]
-    assert int(three["total.cache_hits"]) == 2 * 50 and int(three["total.requests_sent"]) == 50  # round 3 only
-    assert int(rows[2, "general"]["total.requests_sent"]) > 0  # other prompts: paid
+    assert paid(sweep, rows[0, "code"]["Experiment"]) == (0, 0)  # seed data only
+    assert paid(sweep, rows[1, "code"]["Experiment"]) == (0, 50)  # round 1 was paid by the baseline
+    assert paid(sweep, rows[3, "code"]["Experiment"]) == (50, 2 * 50)  # round 3 only
+    assert paid(sweep, rows[2, "general"]["Experiment"])[0] > 0  # other prompts: paid
+    # The metrics describe each output, whoever paid: three rounds' output took 150 requests.
+    assert int(rows[3, "code"]["output_requests"]) == 150
 
 
 def test_plots_diff_draws_pass_at_1_against_rounds(sweep):

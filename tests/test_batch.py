@@ -79,3 +79,35 @@ def test_a_restarted_run_polls_the_batch_it_submitted_instead_of_paying_again(tm
     cache = RequestCache(tmp_path / "c.sqlite")
     assert cache.open_batches(backend_class.name, "m") == {}  # collected, closed
     cache.close()
+
+
+def test_a_round_in_batch_mode_is_one_batch_per_phase_and_writes_what_online_mode_writes(tmp_path):
+    from loopback import evolver_reply
+    from plugins_under_test import filters, heuristics
+
+    from evolinstruct.core.records import seed_record
+    from evolinstruct.evolve.rounds import Evolver
+
+    code = [h for h in heuristics.builtin_heuristics() if h.family == "code"]
+    rules = [filters.CopiedPromptWords(), filters.ShortSorry(), filters.EqualityJudge()]
+    seeds = [seed_record(f"Write function number {i}.", "x") for i in range(6)]
+    results = {}
+    with FakeLLMServer(reply=evolver_reply) as server:
+        for mode in ("batch", "online"):
+            config = EvolverConfig(model="m", base_url=server.url + "/v1", mode=mode, batch_poll_seconds=0.01,
+                                   retry_base_delay=0.01)
+            runner = RequestRunner(OpenAIBackend(config), RequestCache(tmp_path / f"{mode}.sqlite"), SAMPLING)
+
+            async def go(runner=runner):
+                try:
+                    return await Evolver(runner, code, {}, 42, rules).run(seeds, 1, 1)
+                finally:
+                    await runner.backend.aclose()
+                    runner.cache.close()
+
+            attempts, _, stats = asyncio.run(go())
+            results[mode] = attempts[1]
+            if mode == "batch":
+                assert len(server.batches) == 3 and server.requests == []  # evolve, answer, judge
+                assert stats[1].batch_requests == 18 and stats[1].kept == 6
+    assert results["batch"] == results["online"]

@@ -41,6 +41,11 @@ def test_inspect_shows_lineage_children_and_why_a_record_was_removed(project):
     assert {c["id"] for c in parent["children"]} == {r2.id, r2_sorry.id} and parent["fate"]["fate"] == "kept"
     text = evol("inspect", planted.id, "--project", str(path)).output
     assert "fate: removed" in text and "decontamination: humaneval HumanEval/0" in text
+    # The header agrees with the fate: a record eliminate removed is never shown as just "kept".
+    header = evol("inspect", r2.id, "--project", str(path)).output.splitlines()[0]
+    assert "kept by evolve, then removed by eliminate (exact_duplicate)" in header
+    header = evol("inspect", r1.id, "--project", str(path)).output.splitlines()[0]
+    assert "in the training set" in header
 
 
 def test_inspect_errors_are_one_line_with_a_hint(project):
@@ -60,7 +65,12 @@ def test_stats_per_round(project):
     assert data["rounds"]["1"]["status"] == {"kept": 1, "failed": 1}
     assert data["rounds"]["2"]["rules"] == {"sorry": 1}
     assert data["training_records"] == 2 and data["removed_by_rule"]["decontamination"] == 1
-    assert "training set: 2 records" in evol("stats", "--project", str(path)).output
+    # What eliminate removed is counted per round, agreeing with data/eliminated/removed.jsonl.
+    removed = sum(row["removed_by_eliminate"] for row in data["rounds"].values())
+    assert removed == data["removed_records"] > 0 and data["rounds"]["2"]["removed_rules"] == {"exact_duplicate": 1, "sorry": 1}
+    assert sum(row["training"] for row in data["rounds"].values()) == data["training_records"]
+    text = evol("stats", "--project", str(path)).output
+    assert "training set: 2 records" in text and "removed" in text.splitlines()[1]
 
 
 @pytest.mark.parametrize("command", ["plugins", "demo", "params", "estimate", "eval-samples", "inspect", "stats"])

@@ -157,3 +157,50 @@ def test_budget_reservations_are_released_when_a_request_fails():
     assert budget.reserved == 0
     with pytest.raises(BudgetExhausted):  # once refused, the run stops cleanly: no trickling on
         budget.reserve(1, 1)
+
+
+def test_hedged_requests_race_a_second_copy_of_a_straggler_and_both_are_counted(monkeypatch, tmp_path):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with FakeLLMServer(latency=0.01, slow_rate=0.05, slow_seconds=3.0, seed=5) as server:
+        config = EvolverConfig(model="m", base_url=server.url + "/v1", max_concurrency=10, hedge_after=3.0, **FAST)
+        cache = RequestCache(tmp_path / "c.sqlite")
+        runner = RequestRunner(OpenAIBackend(config), cache, SAMPLING, price=Price(1e6, 0.0))
+        stats = RoundStats(round=1)
+
+        async def go():
+            try:
+                return await runner.run("hedge", [f"q{i}" for i in range(120)], 1, stats)
+            finally:
+                await runner.backend.aclose()
+
+        out = asyncio.run(go())
+        cache.close()
+    assert all(isinstance(o, Completion) for o in out)
+    # Stragglers were sent a second time (the first answer won); each copy is counted and paid.
+    assert stats.hedged == runner.sender.hedges > 0 and len(server.requests) == 120 + stats.hedged
+    assert stats.cost_usd > stats.prompt_tokens  # $1 per prompt token, plus the hedges' prompts
+
+
+def test_hedging_is_off_by_default_for_paid_apis_and_on_for_a_self_hosted_server():
+    from evolinstruct.plugins.api_backends import OpenAICompatibleBackend
+
+    assert EvolverConfig().hedge_after is None
+    assert OpenAIBackend(EvolverConfig()).control().hedge_after == 0
+    assert AnthropicBackend(EvolverConfig()).control().hedge_after == 0
+    assert OpenAICompatibleBackend(EvolverConfig()).control().hedge_after == 3.0
+    assert OpenAICompatibleBackend(EvolverConfig(hedge_after=0)).control().hedge_after == 0
+
+
+def test_the_optional_system_message_is_sent_and_keys_the_cache_only_when_set():
+    from evolinstruct.llm.request_cache import request_key
+
+    plain, system = Sampling(1.0, 0.9, 64), Sampling(1.0, 0.9, 64, system="You are a careful programmer.")
+    openai_body = OpenAIBackend(EvolverConfig(model="m")).body("hi", system)
+    assert openai_body["messages"] == [{"role": "system", "content": "You are a careful programmer."},
+                                       {"role": "user", "content": "hi"}]
+    assert OpenAIBackend(EvolverConfig(model="m")).body("hi", plain)["messages"] == [{"role": "user", "content": "hi"}]
+    assert AnthropicBackend(EvolverConfig(model="m")).params("hi", system)["system"] == "You are a careful programmer."
+    assert "system" not in AnthropicBackend(EvolverConfig(model="m")).params("hi", plain)
+    assert request_key("b", "m", plain, "hi", 1) != request_key("b", "m", system, "hi", 1)
+    # Empty by default, as in the paper; keys cached before the param existed still match.
+    assert EvolverConfig().system_message == "" and "system" not in plain.to_json()

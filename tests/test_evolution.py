@@ -78,3 +78,97 @@ def test_rerun_and_extra_round_pay_only_for_new_requests(tmp_path):
     history4, _ = run_rounds(more, tmp_path / "c.sqlite", seeds, 4)
     assert len(more.prompts) == 3 * 5  # round 4 only: evolve, answer, judge for each of 5 records
     assert history4[3][1].requests_sent == 15 and history4[0][1].requests_sent == 0
+
+
+class Jittery(ScriptedBackend):
+    """Answers after a random delay, so requests complete in a different order every run."""
+
+    def __init__(self, rng_seed, **kwargs):
+        super().__init__(**kwargs)
+        import random
+
+        self.rng = random.Random(rng_seed)
+
+    async def complete(self, prompt, sampling):
+        await asyncio.sleep(self.rng.random() * 0.01)
+        return await super().complete(prompt, sampling)
+
+
+def evolve_to_files(backend, folder, seeds, rounds, runner_kwargs=None):
+    from evolinstruct.core.records import write_records
+    from evolinstruct.evolve.rounds import Evolver
+
+    cache = RequestCache(folder / "c.sqlite")
+    runner = RequestRunner(backend, cache, Sampling(1.0, 0.9, 256), **(runner_kwargs or {}))
+    attempts, _, stats = asyncio.run(Evolver(runner, CODE, {}, 42, RULES).run(seeds, 1, rounds))
+    cache.close()
+    for k in range(1, rounds + 1):
+        write_records(folder / f"round_{k}.jsonl", attempts[k])
+    return {k: (folder / f"round_{k}.jsonl").read_bytes() for k in range(1, rounds + 1)}, stats
+
+
+SEEDS30 = [seed_record(f"Write function number {i} of the library.", "x") for i in range(24)] + \
+    [seed_record(f"Say sorry in language {i}.", "y") for i in range(3)] + \
+    [seed_record(f"Reverse list {i}.", "z") for i in range(3)]
+
+
+def test_outputs_are_byte_identical_whatever_order_the_requests_complete_in(tmp_path):
+    runs = []
+    for n, rng_seed in enumerate((1, 2)):
+        folder = tmp_path / str(n)
+        folder.mkdir()
+        backend = Jittery(rng_seed, fail_on="Reverse list 1")
+        runs.append(evolve_to_files(backend, folder, SEEDS30, 3))
+    (first, stats), (second, _) = runs
+    assert first == second
+    assert stats[1].kept and stats[1].eliminated and stats[1].failed  # every path was taken
+    # The failed and eliminated records' parents went back to the pool: round 2 evolves the seed again.
+    sorry = [r for r in (tmp_path / "0/round_2.jsonl").read_text().splitlines() if "Say sorry in language 0" in r]
+    assert sorry and all('"parent_id": "' + SEEDS30[24].id in r for r in sorry)
+
+
+class OnDevice(ScriptedBackend):
+    """A local backend: it overrides complete_many (as the transformers backend does), so rounds
+    are sent phase by phase."""
+
+    async def complete_many(self, prompts, sampling, on_done, control=None):
+        self.batches = getattr(self, "batches", []) + [len(prompts)]
+        for i, prompt in enumerate(prompts):
+            try:
+                on_done(i, await self.complete(prompt, sampling))
+            except Exception as exc:
+                on_done(i, exc)
+
+
+def test_phased_backends_write_the_same_records_as_the_stream(tmp_path):
+    (tmp_path / "stream").mkdir()
+    (tmp_path / "phases").mkdir()
+    streamed, _ = evolve_to_files(Jittery(3), tmp_path / "stream", SEEDS30, 2)
+    device = OnDevice()
+    phased, _ = evolve_to_files(device, tmp_path / "phases", SEEDS30, 2)
+    assert phased == streamed
+    assert device.batches[0] == 30  # the whole round's evolutions went to the device together
+
+
+def test_echoed_scaffolding_is_stripped_before_the_filters_and_counted(tmp_path):
+    from evolinstruct.evolve.rounds import strip_scaffolding
+
+    class Echoes(ScriptedBackend):
+        async def complete(self, prompt, sampling):
+            completion = await super().complete(prompt, sampling)
+            if prompt.startswith("Please increase the difficulty"):
+                return Completion("#Rewritten Prompt#:\n" + completion.text, prompt_tokens=1, completion_tokens=1)
+            return completion
+
+    from evolinstruct.llm.backends import Completion
+
+    seeds = [seed_record(f"Write function number {i}.", "x") for i in range(4)]
+    history, _ = run_rounds(Echoes(), tmp_path / "c.sqlite", seeds, 1)
+    attempts, stats = history[0]
+    assert all(a.status == "kept" and not a.instruction.startswith("#") for a in attempts)
+    assert stats.scaffolding_stripped == 4
+    for text, expected in (("Rewritten Test:\nSort it.", "Sort it."), ("**Rewritten Prompt:** Sort it.", "Sort it."),
+                           ("#Created Prompt#: Sort it.", "Sort it."), ("New prompt: Sort it.", "Sort it."),
+                           ("Rewritten tests must pass.", "Rewritten tests must pass."),
+                           ("Sort it, then print the given prompt:", "Sort it, then print the given prompt:")):
+        assert strip_scaffolding(text)[0] == expected, text

@@ -24,7 +24,7 @@ def project(tmp_path, server, rounds, seeds=SEEDS, **evolver):
     params = {
         "rounds": rounds,
         "evolver": {"backend": "openai_compatible", "model": "evolver-1", "base_url": server.url + "/v1",
-                    "max_concurrency": 6, "max_tokens": 256, "retry_base_delay": 0.01,
+                    "max_concurrency": 6, "max_tokens": 256, "retry_base_delay": 0.01, "hedge_after": 0,
                     "cache": ".evolinstruct/requests.sqlite", **evolver},
         "evolve": {"family": "code", "seed": 42},
     }
@@ -109,13 +109,27 @@ def test_a_fourth_round_and_new_seeds_send_requests_only_for_what_is_new(tmp_pat
         assert finish(path)[0] == 0
         three = outputs(path, 3)
         sent_for_three = len(server.requests)
+        # The metrics describe the output and what it took, whoever paid: a rerun answered
+        # entirely from the cache writes the same metrics; what it paid is in the report.
+        paid = (path / "metrics/evolve.json").read_bytes()
+        assert finish(path)[0] == 0 and len(server.requests) == sent_for_three
+        assert (path / "metrics/evolve.json").read_bytes() == paid
+        metrics = json.loads(paid)
+        assert sorted(metrics) == ["output_cost_usd", "output_eliminated", "output_failed", "output_kept",
+                                   "output_records", "output_requests", "output_tokens"]
+        assert metrics["output_requests"] == sent_for_three and metrics["output_records"] == 3 * len(SEEDS)
+        report = json.loads((path / "reports/evolve.json").read_text())
+        assert report["this_run"]["requests_sent"] == 0 and report["this_run"]["cache_hits"] == sent_for_three
+        table = report["rounds_table"]
+        assert [row["entered"] for row in table] == [len(SEEDS)] * 3
+        assert all(row["evolved"] + row["returned_to_pool"] == row["entered"] for row in table)
         project(tmp_path, server, rounds=4)
         assert finish(path)[0] == 0
-        metrics = json.loads((path / "metrics/evolve.json").read_text())
+        report = json.loads((path / "reports/evolve.json").read_text())
         sent_for_four = len(server.requests) - sent_for_three
         assert outputs(path, 3) == three
-        assert [metrics["rounds"][str(k)]["requests_sent"] for k in (1, 2, 3)] == [0, 0, 0]
-        assert sent_for_four == metrics["rounds"]["4"]["requests_sent"] > 0
+        assert [report["rounds"][str(k)]["requests_sent"] for k in (1, 2, 3)] == [0, 0, 0]
+        assert sent_for_four == report["rounds"]["4"]["requests_sent"] > 0
         # Two more seeds, one round: only their evolve/answer/judge requests are sent.
         before = len(server.requests)
         project(tmp_path, server, rounds=1, seeds=SEEDS + ["Reverse a linked list in place.", "Parse a CSV line."])
@@ -134,3 +148,68 @@ def test_the_budget_cap_fails_the_stage_cleanly_with_answers_kept(tmp_path):
     assert "raise evolver.budget_usd and rerun" in err
     assert cached_answers(path) == len(server.requests) > 0
     assert not (path / "data/evolved/round_1.jsonl").exists()
+
+
+def timed(path, **env):
+    started = time.monotonic()
+    code, err = finish_stage("evolve", path, timeout=120, **{**KEY, **env})
+    return code, err, time.monotonic() - started
+
+
+def test_a_wrong_key_stops_the_stage_within_seconds_naming_the_status_and_the_key_variable(tmp_path):
+    with FakeLLMServer(reply=evolver_reply, status=401) as server:
+        path = project(tmp_path, server, rounds=3, max_retries=6, retry_base_delay=1.0, max_concurrency=8)
+        code, err, seconds = timed(path)
+    assert code == 1 and seconds < 15, err
+    (line,) = [x for x in err.splitlines() if "error:" in x]
+    assert "401" in line and "Incorrect API key" in line and "OPENAI_API_KEY" in line and server.url in line
+    assert "sk-secret-value-123" not in err
+    assert len(server.requests) <= 8  # no more than the first wave: nothing piles up, nothing is retried
+
+
+def test_a_wrong_model_and_a_bad_request_shape_stop_the_stage(tmp_path):
+    for status, words in ((404, "does not exist"), (400, "Unrecognized request argument")):
+        with FakeLLMServer(reply=evolver_reply, status=status) as server:
+            path = project(tmp_path / str(status), server, rounds=2, max_concurrency=2)
+            code, err, seconds = timed(path)
+        assert code == 1 and seconds < 15 and f"{status} from" in err and words in err, err
+        assert len(server.requests) <= 4
+
+
+def test_a_dead_base_url_stops_at_the_first_round_naming_the_address(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    class Dead:
+        url = f"http://127.0.0.1:{port}"
+
+    path = project(tmp_path, Dead, rounds=3, max_retries=2, retry_base_delay=0.05, max_concurrency=4)
+    code, err, seconds = timed(path)
+    assert code == 1 and seconds < 15, err
+    assert f"cannot reach http://127.0.0.1:{port}" in err and "evolver.base_url" in err
+    assert not list((path / "data/evolved").glob("round_*.jsonl"))
+
+
+def test_after_a_key_is_revoked_mid_run_the_rerun_pays_nothing_twice(tmp_path):
+    with FakeLLMServer(reply=evolver_reply, status=401, status_after=30) as server:
+        path = project(tmp_path, server, rounds=2)
+        code, err, _ = timed(path)
+        assert code == 1 and "401" in err
+        answered_before = cached_answers(path)
+        assert answered_before == 30
+        server.status = 0  # the key is fixed
+        code, err, _ = timed(path)
+        assert code == 0, err
+    assert server.duplicates() == 0
+
+
+def test_the_failure_share_stops_the_run_as_results_arrive(tmp_path):
+    seeds = SEEDS + [f"BAD REQUEST number {i}" for i in range(8)]  # the loopback answers these 400
+    with FakeLLMServer(reply=evolver_reply) as server:
+        path = project(tmp_path, server, rounds=3, seeds=seeds, max_failure_share=0.05, max_concurrency=2)
+        code, err, _ = timed(path)
+    assert code == 1 and "max_failure_share" in err and "stopped early" in err, err
+    assert len(server.requests) < 3 * 3 * len(SEEDS)  # it did not run every round first

@@ -80,3 +80,31 @@ def test_transformers_generation_is_batched_reproducible_and_cut_at_stops(tiny_m
     assert first[0] == first[2] == first[4]  # same prompt, greedy: same answer, whatever the batch
     stopped = generator.generate(prompts, GenerationSettings(max_new_tokens=12, batch_size=4, stop=(first[0][3:5],)))
     assert all(first[0][3:5] not in a for a in stopped[::2] if first[0][3:5])
+
+
+def test_the_transformers_evolver_samples_each_prompt_independently_of_its_batch_mates(tiny_model):
+    """Same prompt, same text, whichever prompts share its batch: a resumed run (whose batches
+    differ) writes what an uninterrupted one writes."""
+    import asyncio
+
+    from evolinstruct.plugins.transformers_backend import TransformersBackend
+
+    from evolinstruct.llm.backends import EvolverConfig, Sampling
+
+    backend = TransformersBackend(EvolverConfig(backend="transformers", model=str(tiny_model), device="cpu",
+                                                batch_size=4))
+    sampling = Sampling(temperature=1.0, top_p=0.9, max_tokens=12)
+
+    def texts(prompts):
+        out = {}
+        asyncio.run(backend.complete_many(prompts, sampling, out.__setitem__))
+        return [out[i].text for i in range(len(prompts))]
+
+    target = "def add(a, b):"
+    alone = texts([target])[0]
+    crowded = texts(["import os", "class Stack:", target, "for x in range(10):\n    print(x)"])[2]
+    again = texts(["x = 1", target])[1]
+    assert alone == crowded == again
+    others = texts(["import os", "import os", "class Stack:"])
+    assert others[0] == others[1]  # a prompt's seed is its own
+    assert len({*texts([f"def f{i}():" for i in range(4)])}) > 1  # still sampling, not one fixed answer

@@ -54,7 +54,7 @@ def test_demo_runs_every_stage_and_writes_every_output(demo):
     scores = json.loads((demo / "metrics/evaluate.json").read_text())
     assert 0.0 <= scores["humaneval"]["pass@1"] <= 1.0 and scores["humaneval"]["problems"] == 8
     evolve = json.loads((demo / "metrics/evolve.json").read_text())
-    assert evolve["total"]["attempted"] == rounds * len(seeds)
+    assert evolve["output_records"] == rounds * len(seeds)
     assert json.loads((demo / "plots/sft_loss.json").read_text())
 
 
@@ -79,7 +79,7 @@ def test_an_extra_round_sends_requests_for_that_round_only(demo):
     params["rounds"] += 1
     (demo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = dvc(demo, "repro", "evolve")
-    evolve = json.loads((demo / "metrics/evolve.json").read_text())["rounds"]
+    evolve = json.loads((demo / "reports/evolve.json").read_text())["rounds"]
     assert all(evolve[str(k)]["requests_sent"] == 0 for k in range(1, params["rounds"]))
     assert evolve[str(params["rounds"])]["requests_sent"] > 0, out
 

@@ -95,9 +95,23 @@ def _first_line(text: str, width: int = 100) -> str:
     return line if len(line) <= width else line[: width - 3] + "..."
 
 
+def outcome(record: dict[str, Any], fate: dict[str, Any]) -> str:
+    """One phrase for what happened to a record in both stages, so the header never says "kept"
+    for a record that eliminate removed."""
+    status = record["status"]
+    if fate["fate"] == "removed":
+        rules = ", ".join(x["rule"] for x in fate.get("reasons", []))
+        return f"{status} by evolve, then removed by eliminate ({rules})"
+    if fate["fate"] == "kept":
+        return "seed, in the training set" if status == "seed" else "kept by evolve and eliminate: in the training set"
+    if status in ("eliminated", "failed"):
+        return f"{status} by evolve"
+    return f"{status} (eliminate has not run)"
+
+
 def render_record(info: dict[str, Any]) -> str:
     r = info["record"]
-    lines = [f"{r['id']}  round {r['round']}  {r['status']}  ({info['file']})"]
+    lines = [f"{r['id']}  round {r['round']}  {outcome(r, info['fate'])}  ({info['file']})"]
     if r.get("heuristic"):
         lines.append(f"heuristic: {r['heuristic']}   model: {r.get('backend')}:{r.get('model')}")
     lines += ["instruction:", *("  " + x for x in r["instruction"].splitlines()), "output:",
@@ -124,9 +138,14 @@ def statistics(project: Project) -> dict[str, Any]:
         by_round[record.round].append(record)
     for k, group in sorted(by_round.items()):
         rules = Counter(reason.rule for r in group for reason in r.reasons)
+        removed = [project.removed[r.id] for r in group if r.id in project.removed]
         rounds[k] = {
             "records": len(group),
             "status": dict(Counter(r.status for r in group)),
+            # What the eliminate stage did to this round's records (data/eliminated/*.jsonl).
+            "removed_by_eliminate": len(removed),
+            "removed_rules": dict(Counter(reason.rule for r in removed for reason in r.reasons).most_common()),
+            "training": sum(1 for r in group if r.id in project.kept),
             "rules": dict(rules.most_common()),
             "mean_instruction_words": round(sum(len(r.instruction.split()) for r in group) / len(group), 2),
             "mean_output_lines": round(sum(len(r.output.splitlines()) for r in group) / len(group), 2),
@@ -138,13 +157,17 @@ def statistics(project: Project) -> dict[str, Any]:
 
 
 def render_statistics(stats: dict[str, Any]) -> str:
-    lines = [f"{'round':>5} {'records':>8} {'kept':>6} {'elim.':>6} {'failed':>6} {'instr. words':>13}  top rules"]
+    lines = ["       evolve: records, kept, eliminated, failed | eliminate: removed, training set",
+             f"{'round':>5} {'records':>8} {'kept':>6} {'elim.':>6} {'failed':>6} | {'removed':>7} {'training':>8} "
+             f"{'instr. words':>13}  top rules"]
     for k, row in stats["rounds"].items():
         status = row["status"]
-        top = ", ".join(f"{rule} {n}" for rule, n in list(row["rules"].items())[:3])
+        rules = Counter(row["rules"]) + Counter(row["removed_rules"])
+        top = ", ".join(f"{rule} {n}" for rule, n in rules.most_common(3))
         kept = status.get("kept", status.get("seed", 0))
         lines.append(f"{k:>5} {row['records']:>8} {kept:>6} {status.get('eliminated', 0):>6} "
-                     f"{status.get('failed', 0):>6} {row['mean_instruction_words']:>13}  {top}")
+                     f"{status.get('failed', 0):>6} | {row['removed_by_eliminate']:>7} {row['training']:>8} "
+                     f"{row['mean_instruction_words']:>13}  {top}")
     lines.append(f"training set: {stats['training_records']} records; removed by eliminate: {stats['removed_records']}"
                  + (f" ({', '.join(f'{r} {n}' for r, n in stats['removed_by_rule'].items())})"
                     if stats["removed_by_rule"] else ""))

@@ -52,3 +52,7 @@ class ParamsError(EvolError):
 
 class MissingSecretError(EvolError):
     """An API key is needed but absent from the environment (keys never live in params)."""
+
+
+class PluginError(EvolError):
+    """A plugin could not be loaded, broke its hook's contract, or raised in plugin code."""

@@ -110,7 +110,15 @@ class EvolverConfig(Group):
         "from the server wins."))
     retry_max_delay: float = Field(60.0, ge=0, description="Longest backoff delay, in seconds.")
     max_failure_share: float = Field(0.05, ge=0, le=1, description=(
-        "The stage fails (after writing everything it has) when more than this share of evolutions failed."))
+        "The stage fails (after writing everything it has) when more than this share of evolutions failed; "
+        "checked as results arrive, so it stops as soon as the share is certain to be passed."))
+    hedge_after: float | None = Field(None, ge=0, description=(
+        "Hedged requests: re-send a request that has waited more than this multiple of the running p95 latency "
+        "(first answer wins, the other is cancelled; both count in cost). 0 = off; null = the backend's default: "
+        "off for paid APIs (a hedge may be paid twice), 3 for `openai_compatible` (a self-hosted server)."))
+    system_message: str = Field("", description=(
+        "An optional system message sent with every request (evolve, answer and judge); empty, as in the paper. "
+        "Part of the request cache key when set."))
     budget_usd: float = Field(0.0, ge=0, description=(
         "Stop cleanly, keeping every answer so far, before this run's spend could pass this (USD). 0 = no cap. "
         "Needs a price for the model."))

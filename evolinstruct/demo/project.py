@@ -158,11 +158,12 @@ def summary(project: Path) -> str:
 
     evolve, eliminate, merged = metrics("evolve"), metrics("eliminate"), metrics("merge_shuffle")
     sft, scores = metrics("sft"), metrics("evaluate")
-    total = evolve.get("total", {})
+    report_path = project / "reports" / "evolve.json"
+    run = json.loads(report_path.read_text(encoding="utf-8")).get("this_run", {}) if report_path.exists() else {}
     lines = [
         f"seed: {metrics('seed').get('records_out', 0)} records",
-        f"evolve: {total.get('attempted', 0)} attempts over {len(evolve.get('rounds', {}))} rounds, "
-        f"{total.get('requests_sent', 0)} requests sent, {total.get('cache_hits', 0)} answered from the cache",
+        f"evolve: {evolve.get('output_records', 0)} attempts, {evolve.get('output_kept', 0)} kept; "
+        f"{run.get('requests_sent', 0)} requests sent, {run.get('cache_hits', 0)} answered from the cache",
         f"eliminate: {eliminate.get('kept', 0)} kept, {eliminate.get('removed', 0)} removed",
         f"merge_shuffle: {merged.get('train_records', 0)} training records",
         f"sft: {sft.get('steps', 0)} steps, loss {sft.get('train_loss', 0):.3f}, {sft.get('tokens_per_s', 0):.0f} tokens/s",

@@ -1,25 +1,26 @@
 """`evol estimate`: what the configured evolve stage will send and cost, before anything is paid.
 
-Round 1 is computed from the real prompts (the seed data, the drawn heuristic per record, the
-templates), including how many are already answered in the request cache. Later rounds cannot be
-known before the answers exist, so they are projected: each evolution is assumed to lengthen its
-instruction by `growth` (WizardCoder's instructions grow by roughly a third per round) and every
-evolution to survive the free filters (the judge is counted for all: an upper bound). Tokens are
-estimated at four characters per token. The worst case assumes every answer uses `max_tokens`.
+What the request cache already answers is followed exactly: the real evolution logic is replayed
+over the cached answers, so after a complete run every request shows as cached, and one more
+round shows only that round's requests to pay. Past the cache, requests are projected: each
+evolution is assumed to lengthen its instruction by `growth` (WizardCoder's instructions grow by
+roughly a third per round) and every evolution to survive the free filters (the judge is counted
+for all: an upper bound). Tokens are estimated at four characters per token. `cost` and `worst`
+are for the requests still to pay; the worst case assumes every such answer uses `max_tokens`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from evolinstruct.core import paths
 from evolinstruct.core.errors import EvolError
 from evolinstruct.core.params import read_params
-from evolinstruct.core.records import read_records
-from evolinstruct.evolve.filters import Candidate
-from evolinstruct.evolve.heuristics import draw
-from evolinstruct.llm.backends import Sampling
+from evolinstruct.core.records import Record, read_records
+from evolinstruct.evolve.rounds import Evolver, RoundStats
+from evolinstruct.llm.backends import Completion, Sampling
 from evolinstruct.llm.cost import price_for
 from evolinstruct.llm.dispatch import estimate_tokens
 from evolinstruct.llm.request_cache import RequestCache, cache_path, request_key
@@ -65,7 +66,13 @@ class Estimate:
 
 
 def estimate(params_path: Path = Path("params.yaml"), seed_path: Path = paths.SEED, growth: float = 1.3) -> Estimate:
-    """Estimate the evolve stage configured by `params_path` over the seed records in `seed_path`."""
+    """Estimate the evolve stage configured by `params_path` over the seed records in `seed_path`.
+
+    The real evolution logic (`Evolver.record`) is replayed over the request cache: while a
+    record's requests are cached, its rounds follow the real answers exactly (and count as
+    cached); from its first request that is not cached, its answers are projected (an evolution
+    `growth` times longer, an answer as long as its seed's, a judge saying "Not Equal"), and
+    every later request of that record counts as to pay."""
     from evolinstruct.stages.evolve import heuristics_for
 
     everything = read_params(params_path)  # the same schema as the stages: every error, before any work
@@ -86,34 +93,61 @@ def estimate(params_path: Path = Path("params.yaml"), seed_path: Path = paths.SE
                       budget_usd=config.budget_usd)
     location = cache_path(config.cache)
     cache = RequestCache(location) if location.exists() else None
-    answer_tokens = [min(estimate_tokens(s.output), sampling.max_tokens) for s in seeds]
-    instructions = [s.instruction for s in seeds]
-    try:
+    evolver = Evolver(None, heuristics, params.weights, params.seed, filters, config.backend, config.model)
+    per_round = {k: RoundEstimate(round=k) for k in range(1, rounds + 1)}
+    to_pay = {k: [0, 0] for k in per_round}  # prompt and completion tokens of the requests still to pay
+
+    async def lineage(seed: Record) -> None:
+        answer_tokens = min(estimate_tokens(seed.output), sampling.max_tokens)
+        projected = False
+        parent = seed
         for k in range(1, rounds + 1):
-            r = RoundEstimate(round=k)
-            for parent, instruction, answer in zip(seeds, instructions, answer_tokens, strict=True):
-                prompt = draw(heuristics, params.weights, params.seed, parent.id, k).render(instruction)
-                evolved = instruction + " " + "x" * int(len(instruction) * (growth - 1))
-                requests = [(prompt, estimate_tokens(evolved)), (evolved, answer)]
-                candidate = Candidate(instruction, evolved, "y" * 4 * answer, "stop")
-                for f in filters:
-                    if (question := f.judge_prompt(candidate)) is not None:
-                        requests.append((question, 3))  # verdicts are a word or two
-                for n, (text, out_tokens) in enumerate(requests):
-                    r.requests += 1
-                    r.prompt_tokens += estimate_tokens(text)
-                    r.completion_tokens += out_tokens
-                    r.worst_completion_tokens += sampling.max_tokens
-                    if k == 1 and n == 0 and cache is not None:  # round-1 evolutions are known exactly
-                        r.cached += cache.get(request_key(config.backend, config.model, sampling, text, k, version)) is not None
-            if price is not None:
-                r.cost_usd = price.cost(r.prompt_tokens, r.completion_tokens)
-                r.worst_cost_usd = price.cost(r.prompt_tokens, r.worst_completion_tokens)
-            result.rounds.append(r)
-            instructions = [i + " " + "x" * int(len(i) * (growth - 1)) for i in instructions]
+            r = per_round[k]
+
+            async def ask(prompt: str, kind: str, k: int = k, r: RoundEstimate = r, parent: Record = parent) -> Completion:
+                nonlocal projected
+                r.requests += 1
+                r.worst_completion_tokens += sampling.max_tokens
+                hit = None
+                if not projected and cache is not None:
+                    hit = cache.get(request_key(config.backend, config.model, sampling, prompt, k, version))
+                if hit is not None:
+                    r.cached += 1
+                    r.prompt_tokens += hit.prompt_tokens
+                    r.completion_tokens += hit.completion_tokens
+                    return hit
+                projected = True  # from here on this record's prompts depend on answers not yet known
+                if kind == "evolve":
+                    text = parent.instruction + " " + "x" * int(len(parent.instruction) * (growth - 1))
+                elif kind == "answer":
+                    text = "y" * 4 * answer_tokens
+                else:
+                    text = "Not Equal"
+                completion = Completion(text, "stop", estimate_tokens(prompt), estimate_tokens(text))
+                r.prompt_tokens += completion.prompt_tokens
+                r.completion_tokens += completion.completion_tokens
+                to_pay[k][0] += completion.prompt_tokens
+                to_pay[k][1] += completion.completion_tokens
+                return completion
+
+            attempt = await evolver.record(parent, k, ask, RoundStats(round=k))
+            if attempt.status == "kept":
+                parent = attempt
+
+    async def replay() -> None:
+        for seed in seeds:
+            await lineage(seed)
+
+    try:
+        asyncio.run(replay())
     finally:
         if cache is not None:
             cache.close()
+    for k, r in per_round.items():
+        if price is not None:
+            r.cost_usd = price.cost(*to_pay[k])
+            r.worst_cost_usd = price.cost(to_pay[k][0], (r.requests - r.cached) * sampling.max_tokens)
+        result.rounds.append(r)
     return result
 
 
@@ -123,10 +157,12 @@ def render(est: Estimate) -> str:
         return "?" if value is None else f"${value:,.2f}"
 
     lines = [f"evolve: {est.seeds} seeds x {len(est.rounds)} rounds with {est.backend}:{est.model} ({est.mode} mode)",
-             f"{'round':>5} {'requests':>9} {'cached':>7} {'input tok':>11} {'output tok':>11} {'cost':>10} {'worst':>10}"]
+             f"{'round':>5} {'requests':>9} {'cached':>7} {'to pay':>7} {'input tok':>11} {'output tok':>11} "
+             f"{'cost':>10} {'worst':>10}"]
     for r in [*est.rounds, est.total()]:
         label = "total" if r.round == 0 else str(r.round)
-        lines.append(f"{label:>5} {r.requests:>9,} {r.cached:>7,} {r.prompt_tokens:>11,} {r.completion_tokens:>11,} "
+        lines.append(f"{label:>5} {r.requests:>9,} {r.cached:>7,} {r.requests - r.cached:>7,} {r.prompt_tokens:>11,} "
+                     f"{r.completion_tokens:>11,} "
                      f"{money(r.cost_usd):>10} {money(r.worst_cost_usd):>10}")
     if not est.price_known:
         lines.append(f"no price for model '{est.model}': add evolver.prices.{est.model}: {{input: ..., output: ...}} "
@@ -135,6 +171,7 @@ def render(est: Estimate) -> str:
     if est.budget_usd and total.worst_cost_usd is not None and total.worst_cost_usd > est.budget_usd:
         lines.append(f"evolver.budget_usd {est.budget_usd:.2f} may stop the run before it ends (worst case "
                      f"{money(total.worst_cost_usd)})")
-    lines.append("Round 1 is computed from the real prompts; later rounds assume instructions grow ~30% per round "
-                 "and every evolution reaches the judge. Tokens ~ characters / 4. Cached requests are not paid again.")
+    lines.append("Cached requests are followed exactly and not paid again; cost and worst are for the rest, "
+                 "projected assuming instructions grow ~30% per round and every evolution reaches the judge. "
+                 "Tokens ~ characters / 4.")
     return "\n".join(lines)

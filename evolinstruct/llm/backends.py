@@ -10,15 +10,19 @@ Keys come from the environment only.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from evolinstruct.core.errors import PluginError
 from evolinstruct.core.params import EvolverConfig  # the `evolver` params group; plugins import it from here
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
-    from evolinstruct.llm.dispatch import Control, Retry
+    from evolinstruct.llm.dispatch import Control, Fatal, Retry
 
 
 @dataclass(frozen=True)
@@ -58,13 +62,19 @@ class Sampling:
     top_p: float | None
     max_tokens: int
     frequency_penalty: float = 0.0
+    #: `evolver.system_message`: sent as the system message of every request when not empty.
+    system: str = ""
 
     @classmethod
     def from_config(cls, config: EvolverConfig) -> Sampling:
-        return cls(config.temperature, config.top_p, config.max_tokens, config.frequency_penalty)
+        return cls(config.temperature, config.top_p, config.max_tokens, config.frequency_penalty,
+                   config.system_message)
 
-    def to_json(self) -> dict[str, float | int | None]:
-        return asdict(self)
+    def to_json(self) -> dict[str, float | int | str | None]:
+        data = asdict(self)
+        if not self.system:  # absent when empty, so request keys cached before it existed still match
+            del data["system"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -101,12 +111,18 @@ class Backend:
     name: ClassVar[str] = ""
     #: True when the backend implements the batch methods below.
     supports_batch: ClassVar[bool] = False
+    #: `evolver.hedge_after` when params leave it unset: 0 (off) for paid APIs, where a hedge may be
+    #: paid twice; backends for self-hosted servers may turn it on.
+    default_hedge_after: ClassVar[float] = 0.0
 
     def __init__(self, config: EvolverConfig) -> None:
         self.config = config
         #: This backend's plugin params (its ``plugins.<name>`` group, validated by its
         #: ``params_schema``), set by the registry before ``check_ready``; None without a schema.
         self.plugin_params: Any = None
+        #: "backend 'x' of plugin 'p' (dist 1.0)", set by the registry: names the plugin in messages.
+        self.plugin_source = f"backend '{self.name}'"
+        self._bugs_logged: set[str] = set()
 
     def check_ready(self) -> None:
         """Raise an EvolError (for example MissingSecretError) before any work starts."""
@@ -136,6 +152,27 @@ class Backend:
 
         return isinstance(error, ProviderError | MalformedResponse | OSError)
 
+    def bug(self, error: BaseException) -> PluginError:
+        """The error for an exception `complete` raised that is neither retried nor the provider's
+        failure: a bug in this backend, named with its plugin; the traceback is logged once per
+        exception type."""
+        if type(error).__name__ not in self._bugs_logged:
+            self._bugs_logged.add(type(error).__name__)
+            log.error("%s raised %s (a bug in the plugin):", self.plugin_source, type(error).__name__, exc_info=error)
+        failure = PluginError(f"{self.plugin_source} raised {type(error).__name__}: {error}",
+                              "a bug in the plugin; its traceback is in the log")
+        failure.__cause__ = error
+        return failure
+
+    def fatal(self, error: BaseException) -> Fatal | None:
+        """Say whether `error` (non-retryable, or the last of a request's retries) is one that every
+        request would meet, so the run should stop instead of failing record after record: a
+        `Fatal` whose kind is "auth" (401), "not_found" (404: model or path), "bad_request" (a 400
+        for the request's shape) or "unreachable" (no connection), with one line naming the status,
+        the provider's message, the base URL and the key variable's name (never its value).
+        Optional: the base class says None (never stop), so older backends keep working."""
+        return None
+
     def control(self) -> Control:
         """How `complete_many` sends requests when the caller does not say: from `evolver` params."""
         from evolinstruct.llm.dispatch import Control, RateLimiter, RetryPolicy
@@ -145,6 +182,7 @@ class Backend:
             concurrency=c.max_concurrency,
             policy=RetryPolicy(c.max_retries, c.retry_base_delay, c.retry_max_delay, c.request_timeout),
             limiter=RateLimiter(c.rpm, c.tpm) if c.rpm or c.tpm else None,
+            hedge_after=self.default_hedge_after if c.hedge_after is None else c.hedge_after,
         )
 
     async def complete_many(
@@ -157,6 +195,8 @@ class Backend:
         """Answer every prompt, calling ``on_done(index, completion_or_error)`` as each finishes.
 
         Errors are passed to `on_done`, never raised: one bad request must not stop the others.
+        The one exception is `dispatch.FatalRequestError` (every request would fail: a wrong key,
+        model or address, see `fatal`), raised once the other requests are cancelled.
         """
         from evolinstruct.llm.dispatch import dispatch
 

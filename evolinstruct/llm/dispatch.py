@@ -120,19 +120,230 @@ class RetryPolicy:
         return max(backoff, min(retry.after or 0.0, self.max_delay * 10))
 
 
+@dataclass(frozen=True)
+class Fatal:
+    """What a backend says about an error that every request would meet (a wrong key, model or
+    address): `kind` is "auth", "not_found", "bad_request" or "unreachable", `message` one line
+    naming the status, the provider's message, the base URL and the key variable (never its value)."""
+
+    kind: str
+    message: str
+
+
+class FatalRequestError(Exception):
+    """Every request would fail the same way: the stage stops at once, saying why."""
+
+    def __init__(self, fatal: Fatal) -> None:
+        super().__init__(fatal.message)
+        self.fatal = fatal
+
+
+class Stopped(Exception):
+    """The run is stopping (budget, failure share, a fatal error): this request was not sent."""
+
+
+#: A 400 before anything was answered (the request's shape), or an unreachable server after some
+#: answers, stops the run once this many requests in a row met it with no answer in between.
+REPEATS_TO_STOP = 3
+
+
+class Breaker:
+    """Decides, as results arrive, that the run cannot succeed: a wrong key (401), no access (403),
+    an unknown model or path (404) stop it at the first answer; an unreachable server (retries
+    exhausted) at once when nothing was ever answered, else once it repeats; a 400 when it repeats
+    before anything was answered (every request has the same shape, so a 400 after an answer is
+    about one prompt, such as one too long, and fails only its record)."""
+
+    def __init__(self) -> None:
+        self.answered = 0
+        self.in_a_row = 0
+        self.tripped: Fatal | None = None
+
+    def success(self) -> None:
+        self.answered += 1
+        self.in_a_row = 0
+
+    def failure(self, fatal: Fatal | None) -> None:
+        if fatal is None:
+            return
+        if self.tripped:  # the other requests of the first wave meet it too: stop, not per-record failures
+            raise FatalRequestError(self.tripped)
+        self.in_a_row += 1
+        # Every request has the same shape, so once one was answered a 400 is about its prompt.
+        if fatal.kind in ("auth", "not_found") or (fatal.kind == "unreachable" and not self.answered) \
+                or (self.in_a_row >= REPEATS_TO_STOP and (fatal.kind == "unreachable" or not self.answered)):
+            self.tripped = fatal
+            raise FatalRequestError(fatal)
+
+
 @dataclass
 class Control:
-    """Everything that governs how one batch of prompts is sent."""
+    """Everything that governs how one run's prompts are sent."""
 
     concurrency: int = 16
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     limiter: RateLimiter | None = None
     budget: Budget | None = None
     on_retry: Callable[[BaseException], None] | None = None
+    #: Hedged requests: re-send an attempt that has waited more than `hedge_after` times the
+    #: running p95 latency; the first answer wins. 0 = off.
+    hedge_after: float = 0.0
+    breaker: Breaker = field(default_factory=Breaker)
+
+
+#: A request is never hedged before it has waited this long (seconds), whatever the p95.
+HEDGE_FLOOR = 1.0
 
 
 class RetriesExhausted(Exception):
     """Every attempt of a request failed; carries the last error as the reason."""
+
+
+def retry_reason(error: BaseException) -> str:
+    """A short reason for a retried error, for the progress line: 429, 5xx, timeout, malformed, connection."""
+    if isinstance(error, TimeoutError) or "Timeout" in type(error).__name__:
+        return "timeout"
+    if isinstance(error, MalformedResponse):
+        return "malformed"
+    status = getattr(error, "status_code", None)
+    if isinstance(status, int):
+        return "5xx" if status >= 500 else str(status)
+    return "connection"
+
+
+class Sender:
+    """Sends one prompt at a time under a run's shared concurrency bound, rate limiter, budget,
+    retries, hedging and breaker, and knows what is in flight (for the progress line).
+
+    `send` returns the Completion or raises: RetriesExhausted, BudgetExhausted, the backend's
+    non-retryable error, FatalRequestError (the run must stop) or Stopped (it is stopping)."""
+
+    def __init__(self, backend: Backend, sampling: Sampling, control: Control) -> None:
+        self.backend, self.sampling, self.control = backend, sampling, control
+        self.slots = asyncio.Semaphore(max(1, control.concurrency))
+        self.stopping = False
+        self.in_flight: dict[int, float] = {}  # attempt id -> start time
+        self.latencies: list[float] = []  # recent answered attempts, for the hedging threshold
+        self.retries: dict[str, int] = {}
+        self.hedges = 0
+        self._hedging = 0  # hedge copies in flight (at most concurrency / 8)
+        self._ids = 0
+
+    def oldest_in_flight(self) -> float:
+        """Age in seconds of the oldest attempt in flight (0 when none)."""
+        return time.monotonic() - min(self.in_flight.values()) if self.in_flight else 0.0
+
+    def _p95(self) -> float | None:
+        if len(self.latencies) < 20:
+            return None
+        ordered = sorted(self.latencies[-500:])
+        return ordered[int(0.95 * (len(ordered) - 1))]
+
+    async def _attempt(self, prompt: str, tokens: int) -> Completion:
+        control, policy = self.control, self.control.policy
+        if control.limiter:
+            await control.limiter.acquire(tokens)
+        self._ids += 1
+        ident = self._ids
+        started = self.in_flight[ident] = time.monotonic()
+        try:
+            if _timeout is None:  # Python 3.10
+                result = await asyncio.wait_for(self.backend.complete(prompt, self.sampling), policy.timeout)
+            else:
+                async with _timeout(policy.timeout):  # no extra task per attempt, unlike wait_for
+                    result = await self.backend.complete(prompt, self.sampling)
+        finally:
+            del self.in_flight[ident]
+        self.latencies.append(time.monotonic() - started)
+        if len(self.latencies) > 1000:
+            del self.latencies[:500]
+        return result
+
+    async def _hedged(self, prompt: str, tokens: int, on_hedge: Callable[[], None] | None) -> Completion:
+        """One attempt; when hedging is on and it outlives `hedge_after` x p95, a second copy races it."""
+        p95 = self._p95() if self.control.hedge_after > 0 else None
+        if p95 is None:
+            return await self._attempt(prompt, tokens)
+        first = asyncio.ensure_future(self._attempt(prompt, tokens))
+        try:
+            done, _ = await asyncio.wait({first}, timeout=max(HEDGE_FLOOR, self.control.hedge_after * p95))
+        except BaseException:
+            first.cancel()
+            raise
+        if done or self._hedging >= max(1, self.control.concurrency // 8):
+            return await first  # answered, or too many hedges in flight already: wait for this one
+        self.hedges += 1
+        self._hedging += 1
+        if on_hedge:
+            on_hedge()
+        second = asyncio.ensure_future(self._attempt(prompt, tokens))
+        racing = {first, second}
+        try:
+            while racing:
+                done, racing = await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task.exception() is None:
+                        return task.result()
+                if not racing:
+                    return done.pop().result()  # both failed: raise the last one's error
+        finally:
+            self._hedging -= 1
+            for task in racing:
+                task.cancel()
+        raise AssertionError("unreachable")
+
+    def _check_fatal(self, error: BaseException) -> None:
+        """Raise FatalRequestError when the breaker trips, and send nothing more from then on."""
+        try:
+            self.control.breaker.failure(self.backend.fatal(error))
+        except FatalRequestError:
+            self.stopping = True  # before this request's slot is released to the next one
+            raise
+
+    async def send(self, prompt: str, on_retry: Callable[[BaseException], None] | None = None,
+                   on_hedge: Callable[[], None] | None = None) -> Completion:
+        if self.stopping:
+            raise Stopped("not sent: the run is stopping")
+        control, policy, sampling = self.control, self.control.policy, self.sampling
+        prompt_tokens = estimate_tokens(prompt)
+        tokens = prompt_tokens + sampling.max_tokens
+        async with self.slots:
+            if self.stopping:
+                raise Stopped("not sent: the run is stopping")
+            reservation = control.budget.reserve(prompt_tokens, sampling.max_tokens) if control.budget else None
+            try:
+                for n in range(policy.max_retries + 1):
+                    try:
+                        result = await self._hedged(prompt, tokens, on_hedge)
+                        break
+                    except Exception as exc:
+                        retry = Retry() if isinstance(exc, TimeoutError) else self.backend.classify(exc)
+                        if retry is None:
+                            self._check_fatal(exc)
+                            if not self.backend.provider_failure(exc):  # a bug in the backend, not the provider
+                                raise self.backend.bug(exc) from exc
+                            raise
+                        if n == policy.max_retries:
+                            self._check_fatal(exc)
+                            raise RetriesExhausted(
+                                f"{n + 1} attempts failed; last: {type(exc).__name__}: {exc}"
+                            ) from exc
+                        reason = retry_reason(exc)
+                        self.retries[reason] = self.retries.get(reason, 0) + 1
+                        for callback in (control.on_retry, on_retry):
+                            if callback:
+                                callback(exc)
+                        await asyncio.sleep(policy.delay(n, retry))
+                        if self.stopping:
+                            raise Stopped("not sent again: the run is stopping") from exc
+                control.breaker.success()
+                if control.budget and reservation is not None:
+                    control.budget.settle(reservation, result.prompt_tokens, result.completion_tokens)
+                    reservation = None
+                return result
+            finally:
+                if control.budget and reservation is not None:
+                    control.budget.release(reservation)
 
 
 async def dispatch(
@@ -144,54 +355,23 @@ async def dispatch(
 ) -> None:
     """Answer every prompt through `backend.complete`, calling `on_done(index, result)` as each
     finishes. Errors (exhausted retries, a refused budget, a non-retryable API error) are passed
-    to `on_done`, never raised, so one bad request cannot stop the others."""
-    slots = asyncio.Semaphore(max(1, control.concurrency))
-    policy = control.policy
-
-    async def attempt(prompt: str, tokens: int) -> Completion:
-        if control.limiter:
-            await control.limiter.acquire(tokens)
-        if _timeout is None:  # Python 3.10
-            return await asyncio.wait_for(backend.complete(prompt, sampling), policy.timeout)
-        async with _timeout(policy.timeout):  # no extra task per attempt, unlike wait_for
-            return await backend.complete(prompt, sampling)
+    to `on_done`, never raised, so one bad request cannot stop the others, except a
+    FatalRequestError (a wrong key, model or address): it cancels the rest and is raised."""
+    sender = Sender(backend, sampling, control)
 
     async def one(index: int, prompt: str) -> None:
-        prompt_tokens = estimate_tokens(prompt)
-        tokens = prompt_tokens + sampling.max_tokens
-        result: Completion | BaseException
-        async with slots:
-            reservation = None
-            try:
-                if control.budget:
-                    reservation = control.budget.reserve(prompt_tokens, sampling.max_tokens)
-                for n in range(policy.max_retries + 1):
-                    try:
-                        result = await attempt(prompt, tokens)
-                        break
-                    except Exception as exc:
-                        retry = Retry() if isinstance(exc, TimeoutError) else backend.classify(exc)
-                        if retry is None:
-                            if not backend.provider_failure(exc):  # a bug in the backend, not the provider
-                                from evolinstruct.registry import plugin_failure
-
-                                raise plugin_failure("backend", backend.name, exc) from exc
-                            raise
-                        if n == policy.max_retries:
-                            raise RetriesExhausted(
-                                f"{n + 1} attempts failed; last: {type(exc).__name__}: {exc}"
-                            ) from exc
-                        if control.on_retry:
-                            control.on_retry(exc)
-                        await asyncio.sleep(policy.delay(n, retry))
-                if control.budget and reservation is not None:
-                    control.budget.settle(reservation, result.prompt_tokens, result.completion_tokens)
-                    reservation = None
-            except Exception as exc:  # a refused budget too: reported per record, with the reason
-                result = exc
-            finally:
-                if control.budget and reservation is not None:
-                    control.budget.release(reservation)
+        try:
+            result: Completion | BaseException = await sender.send(prompt)
+        except FatalRequestError:
+            raise
+        except Exception as exc:  # a refused budget too: reported per record, with the reason
+            result = exc
         on_done(index, result)
 
-    await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
+    tasks = [asyncio.ensure_future(one(i, p)) for i, p in enumerate(prompts)]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

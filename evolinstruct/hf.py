@@ -1,0 +1,157 @@
+"""Loading and batched generation with Hugging Face transformers, shared by the transformers
+evolver backend, the SFT stage and the evaluate stage.
+
+A model is named by a local folder or a hub id; a hub id should come with a pinned `revision`
+(a commit sha) so runs are reproducible. Heavy imports happen here, lazily.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def is_local(name_or_path: str) -> bool:
+    return Path(name_or_path).exists()
+
+
+def revision_kwargs(name_or_path: str, revision: str) -> dict[str, str]:
+    """`from_pretrained` arguments pinning a hub model's revision (a local folder has none)."""
+    return {"revision": revision} if revision and not is_local(name_or_path) else {}
+
+
+def load_tokenizer(name_or_path: str, revision: str = "") -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name_or_path, **revision_kwargs(name_or_path, revision))
+
+
+def load_model(name_or_path: str, revision: str = "", device: str = "auto", dtype: str = "auto") -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device = pick_device(device)
+    if dtype == "auto":
+        torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    else:
+        torch_dtype = getattr(torch, dtype)
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype,
+                                                 **revision_kwargs(name_or_path, revision))
+    return model.to(device).eval()
+
+
+@dataclass(frozen=True)
+class Generated:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_p: float | None = None,
+    batch_size: int = 8,
+    seed: int = 0,
+    row_seeds: Sequence[int] | None = None,
+) -> list[Generated]:
+    """Generate one completion per prompt, in length-sorted batches with left padding.
+
+    With `row_seeds` (one per prompt) and temperature > 0, each prompt is sampled from its own
+    random stream (`row_sampler`), so its text does not depend on which prompts share its batch;
+    otherwise one seed per batch drives the sampling."""
+    import torch
+
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: list[Generated | None] = [None] * len(prompts)
+    device = next(model.parameters()).device
+    eos = tokenizer.eos_token_id
+    for start in range(0, len(order), max(1, batch_size)):
+        chunk = order[start : start + batch_size]
+        batch = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True).to(device)
+        sampling: dict[str, Any] = {"do_sample": temperature > 0}
+        if temperature > 0 and row_seeds is not None:
+            processor = row_sampler([row_seeds[i] for i in chunk], temperature, top_p if top_p is not None else 1.0)
+            sampling = {"do_sample": False, "logits_processor": [processor], "temperature": None, "top_p": None,
+                        "top_k": None}
+        elif temperature > 0:
+            sampling["temperature"] = temperature
+            sampling["top_p"] = top_p if top_p is not None else 1.0
+            torch.manual_seed(seed + start)
+        with torch.no_grad():
+            out = model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=eos,
+                **sampling,
+            )
+        width = batch["input_ids"].shape[1]
+        for row, i in enumerate(chunk):
+            new = out[row, width:].tolist()
+            ended = eos in new
+            if ended:
+                new = new[: new.index(eos)]
+            results[i] = Generated(
+                text=tokenizer.decode(new, skip_special_tokens=True),
+                finish_reason="stop" if ended else "length",
+                prompt_tokens=int(batch["attention_mask"][row].sum()),
+                completion_tokens=len(new) + int(ended),
+            )
+    return [r for r in results if r is not None]
+
+
+def row_sampler(seeds: Sequence[int], temperature: float, top_p: float) -> Any:
+    """A logits processor that samples each row from its own seeded stream (the Gumbel-max trick:
+    the argmax of log-probabilities plus Gumbel noise is a sample from the softmax), so with greedy
+    decoding each row's tokens depend on its prompt and seed only, never on its batch mates.
+    Temperature and top-p are applied first, as sampling would."""
+    import torch
+    from transformers import LogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper
+
+    warpers = [TemperatureLogitsWarper(temperature)] + ([TopPLogitsWarper(top_p)] if top_p < 1.0 else [])
+
+    class RowSampler(LogitsProcessor):
+        def __init__(self) -> None:
+            self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            for warper in warpers:
+                scores = warper(input_ids, scores)
+            logp = torch.log_softmax(scores.float(), dim=-1)
+            uniform = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.generators])
+            gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
+            return logp + gumbel.to(logp.device)
+
+    return RowSampler()
+
+
+def prompt_seed(prompt: str, seed: int = 0) -> int:
+    """A per-prompt seed: the same prompt draws the same sample, whatever else is in its batch."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{seed}:{prompt}".encode()).digest()[:8], "little") & (2**63 - 1)
+
+
+def quiet_transformers() -> None:
+    """Keep stage logs readable: no per-call advisory warnings from transformers."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
