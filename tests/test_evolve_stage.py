@@ -116,7 +116,7 @@ def test_a_fourth_round_and_new_seeds_send_requests_only_for_what_is_new(tmp_pat
         assert (path / "metrics/evolve.json").read_bytes() == paid
         metrics = json.loads(paid)
         assert sorted(metrics) == ["output_cost_usd", "output_eliminated", "output_failed", "output_kept",
-                                   "output_records", "output_requests", "output_tokens"]
+                                   "output_records", "output_requests", "output_tokens", "plugins"]
         assert metrics["output_requests"] == sent_for_three and metrics["output_records"] == 3 * len(SEEDS)
         report = json.loads((path / "reports/evolve.json").read_text())
         assert report["this_run"]["requests_sent"] == 0 and report["this_run"]["cache_hits"] == sent_for_three

@@ -161,8 +161,13 @@ def generate(
     top_p: float | None = None,
     batch_size: int = 8,
     seed: int = 0,
+    row_seeds: Sequence[int] | None = None,
 ) -> list[Generated]:
-    """Generate one completion per prompt, in length-sorted batches with left padding."""
+    """Generate one completion per prompt, in length-sorted batches with left padding.
+
+    With `row_seeds` (one per prompt) and temperature > 0, each prompt is sampled from its own
+    random stream (`row_sampler`), so its text does not depend on which prompts share its batch;
+    otherwise one seed per batch drives the sampling."""
     import torch
 
     if tokenizer.pad_token_id is None:
@@ -176,7 +181,11 @@ def generate(
         chunk = order[start : start + batch_size]
         batch = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True).to(device)
         sampling: dict[str, Any] = {"do_sample": temperature > 0}
-        if temperature > 0:
+        if temperature > 0 and row_seeds is not None:
+            processor = row_sampler([row_seeds[i] for i in chunk], temperature, top_p if top_p is not None else 1.0)
+            sampling = {"do_sample": False, "logits_processor": [processor], "temperature": None, "top_p": None,
+                        "top_k": None}
+        elif temperature > 0:
             sampling["temperature"] = temperature
             sampling["top_p"] = top_p if top_p is not None else 1.0
             torch.manual_seed(seed + start)
@@ -201,6 +210,38 @@ def generate(
                 completion_tokens=len(new) + int(ended),
             )
     return [r for r in results if r is not None]
+
+
+def row_sampler(seeds: Sequence[int], temperature: float, top_p: float) -> Any:
+    """A logits processor that samples each row from its own seeded stream (the Gumbel-max trick:
+    the argmax of log-probabilities plus Gumbel noise is a sample from the softmax), so with greedy
+    decoding each row's tokens depend on its prompt and seed only, never on its batch mates.
+    Temperature and top-p are applied first, as sampling would."""
+    import torch
+    from transformers import LogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper
+
+    warpers = [TemperatureLogitsWarper(temperature)] + ([TopPLogitsWarper(top_p)] if top_p < 1.0 else [])
+
+    class RowSampler(LogitsProcessor):
+        def __init__(self) -> None:
+            self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            for warper in warpers:
+                scores = warper(input_ids, scores)
+            logp = torch.log_softmax(scores.float(), dim=-1)
+            uniform = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.generators])
+            gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
+            return logp + gumbel.to(logp.device)
+
+    return RowSampler()
+
+
+def prompt_seed(prompt: str, seed: int = 0) -> int:
+    """A per-prompt seed: the same prompt draws the same sample, whatever else is in its batch."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{seed}:{prompt}".encode()).digest()[:8], "little") & (2**63 - 1)
 
 
 def quiet_transformers() -> None:
