@@ -29,8 +29,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -39,7 +38,8 @@ from typing import Any
 import pluggy
 
 from evolinstruct import hookspecs
-from evolinstruct.core.errors import EvolError, ParamsError, PluginError
+from evolinstruct.core.errors import ParamsError, PluginError
+from evolinstruct.core.plugin_code import plugin_code, plugin_failure, set_namer  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +373,6 @@ class Registry:
         backend = cls(config)
         owner = self.owners.get(("backend", cls.name))
         backend.plugin_params = self.params_for(owner.name) if owner else None
-        backend.plugin_source = self.source_of("backend", cls.name)
         return backend
 
     def owner(self, kind: str, name: str) -> PluginInfo | None:
@@ -450,35 +449,6 @@ def lock_text(lock: Mapping[str, Mapping[str, str]]) -> str:
             + yaml.safe_dump({k: dict(v) for k, v in lock.items()}, sort_keys=True, default_flow_style=False))
 
 
-_logged: set[tuple[str, str, str]] = set()
-
-
-def plugin_failure(kind: str, name: str, exc: BaseException) -> PluginError:
-    """A PluginError naming the plugin (and its distribution) whose `kind` `name` raised `exc`;
-    the traceback goes to the log, once per plugin object and exception type."""
-    source = get_registry().source_of(kind, name)
-    marker = (kind, name, type(exc).__name__)
-    if marker not in _logged:
-        _logged.add(marker)
-        log.error("%s raised %s (a bug in the plugin):", source, type(exc).__name__, exc_info=exc)
-    error = PluginError(f"{source} raised {type(exc).__name__}: {exc}",
-                        "a bug in the plugin; its traceback is in the log")
-    error.__cause__ = exc
-    return error
-
-
-@contextmanager
-def plugin_code(kind: str, name: str) -> Iterator[None]:
-    """Run plugin code: an exception other than an EvolError (a user error the plugin reports
-    itself) becomes a PluginError naming the plugin, with the traceback logged."""
-    try:
-        yield
-    except EvolError:
-        raise
-    except Exception as exc:
-        raise plugin_failure(kind, name, exc) from exc
-
-
 def prepare(kinds: Iterable[str], params_path: str | os.PathLike[str] = "params.yaml",
             lock_path: str | os.PathLike[str] = LOCK_FILE) -> Registry:
     """For a stage that uses plugins of `kinds`: the registry with the `plugins` params group
@@ -502,6 +472,10 @@ def get_registry() -> Registry:
         registry.load_entry_points()
         _registry = registry
     return _registry
+
+
+# Plugin bugs raised in domain code (core.plugin_code) are named through the process-wide registry.
+set_namer(lambda kind, name: get_registry().source_of(kind, name))
 
 
 def reset_registry() -> None:

@@ -21,6 +21,7 @@ from evolinstruct.core.params import EvolveParams, EvolverConfig, read_group, re
 from evolinstruct.core.progress import EvolveProgress
 from evolinstruct.core.records import read_records, round_path, write_records
 from evolinstruct.core.stage import run_stage
+from evolinstruct.evolve.filters import Filter
 from evolinstruct.evolve.heuristics import Heuristic
 from evolinstruct.evolve.rounds import Evolver, RequestRunner, RoundStats
 from evolinstruct.llm.backends import Backend, Sampling
@@ -53,7 +54,8 @@ def make_runner(backend: Backend, config: EvolverConfig, cache: RequestCache,
                               "evolver.budget_usd is set but the model has no price",
                               "add {input: ..., output: ...} in USD per million tokens")
         control.budget = Budget(config.budget_usd, price)
-    return RequestRunner(backend, cache, Sampling.from_config(config), control, price, progress)
+    version = get_registry().version_key("backend", backend.name)  # a fixed plugin is not served old answers
+    return RequestRunner(backend, cache, Sampling.from_config(config), control, price, progress, version)
 
 
 def heuristics_for(params: EvolveParams) -> list[Heuristic]:
@@ -68,12 +70,16 @@ def heuristics_for(params: EvolveParams) -> list[Heuristic]:
     return heuristics
 
 
+def filters_for(params: EvolveParams) -> list[Filter]:
+    """The registered filters `evolve.filters` names, in that order (the free rules run first anyway)."""
+    registry = get_registry()
+    return [registry.pick("filter", name) for name in params.filters]
+
+
 async def run(rounds: int, config: EvolverConfig, params: EvolveParams, backend: Backend,
               progress: EvolveProgress | None = None) -> list[RoundStats]:
     """Evolve the seed pool for `rounds` rounds, writing each round's file as soon as it is complete."""
-    registry = get_registry()
-    heuristics = heuristics_for(params)
-    filters = [registry.pick("filter", name) for name in params.filters]
+    heuristics, filters = heuristics_for(params), filters_for(params)
     pool = read_records(paths.SEED)
     cache = RequestCache(cache_path(config.cache))
     progress = progress or EvolveProgress()

@@ -218,14 +218,15 @@ def test_evol_plugins_lock_writes_the_file_the_checkout_commits(registry, tmp_pa
 
 
 def test_the_backend_plugins_version_is_part_of_the_request_cache_key(registry, tmp_path):
-    from evolinstruct.evolve.rounds import RequestRunner
+    from evolinstruct.stages.evolve import make_runner
+
     from evolinstruct.llm.request_cache import RequestCache
 
     sampling = Sampling(1.0, 0.9, 8)
     config = EvolverConfig(backend="openai_compatible", model="m", base_url="http://127.0.0.1:9/v1")
     cache = RequestCache(tmp_path / "c.sqlite")
-    assert RequestRunner(registry.make_backend(config), cache, sampling).version == "evolinstruct 0.1.0"
-    assert RequestRunner(ScriptedBackend(), cache, sampling).version == ""  # no plugin registered it
+    assert make_runner(registry.make_backend(config), config, cache).version == "evolinstruct 0.1.0"
+    assert make_runner(ScriptedBackend(), config, cache).version == ""  # no plugin registered it
     cache.close()
     keys = {request_key("openai_compatible", "m", sampling, "p", 1, v) for v in ("", "evol 0.1.0", "evol 0.1.1")}
     assert len(keys) == 3

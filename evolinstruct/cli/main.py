@@ -119,10 +119,17 @@ def estimate(params_path: Path, seed_path: Path, as_json: bool) -> None:
     """Print the requests, tokens and cost the evolve stage will need, before anything is paid."""
     import json
 
+    from evolinstruct.core.params import read_params
     from evolinstruct.evolve.estimate import estimate as run_estimate
     from evolinstruct.evolve.estimate import render
+    from evolinstruct.registry import get_registry
+    from evolinstruct.stages.evolve import filters_for, heuristics_for
 
-    result = run_estimate(params_path, seed_path)
+    params = read_params(params_path)  # the same schema as the stages: every error, before any work
+    registry = get_registry()
+    registry.configure(params.plugins, str(params_path))
+    version = registry.version_key("backend", params.evolver.backend)
+    result = run_estimate(params_path, seed_path, heuristics_for(params.evolve), filters_for(params.evolve), version)
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else render(result))
 
 

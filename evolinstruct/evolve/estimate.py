@@ -12,19 +12,20 @@ are for the requests still to pay; the worst case assumes every such answer uses
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from evolinstruct.core import paths
 from evolinstruct.core.errors import EvolError
 from evolinstruct.core.params import read_params
 from evolinstruct.core.records import Record, read_records
+from evolinstruct.evolve.filters import Filter
+from evolinstruct.evolve.heuristics import Heuristic
 from evolinstruct.evolve.rounds import Evolver, RoundStats
 from evolinstruct.llm.backends import Completion, Sampling
 from evolinstruct.llm.cost import price_for
 from evolinstruct.llm.dispatch import estimate_tokens
 from evolinstruct.llm.request_cache import RequestCache, cache_path, request_key
-from evolinstruct.registry import get_registry
 
 
 @dataclass
@@ -65,28 +66,24 @@ class Estimate:
                 "rounds": [asdict(r) for r in self.rounds], "total": asdict(self.total())}
 
 
-def estimate(params_path: Path = Path("params.yaml"), seed_path: Path = paths.SEED, growth: float = 1.3) -> Estimate:
+def estimate(params_path: Path, seed_path: Path, heuristics: Sequence[Heuristic], filters: Sequence[Filter],
+             version: str = "", growth: float = 1.3) -> Estimate:
     """Estimate the evolve stage configured by `params_path` over the seed records in `seed_path`.
 
     The real evolution logic (`Evolver.record`) is replayed over the request cache: while a
     record's requests are cached, its rounds follow the real answers exactly (and count as
     cached); from its first request that is not cached, its answers are projected (an evolution
     `growth` times longer, an answer as long as its seed's, a judge saying "Not Equal"), and
-    every later request of that record counts as to pay."""
-    from evolinstruct.stages.evolve import heuristics_for
-
+    every later request of that record counts as to pay. `heuristics` and `filters` are the
+    plugin objects the stage would use, `version` its backend plugin's (part of the request keys).
+    """
     everything = read_params(params_path)  # the same schema as the stages: every error, before any work
     rounds, config, params = everything.rounds, everything.evolver, everything.evolve
     if not seed_path.exists():
         raise EvolError(f"{seed_path}: not found; the estimate is computed from the seed data",
                         "run `dvc repro seed` first (it sends no request and costs nothing)")
     seeds = read_records(seed_path)
-    registry = get_registry()
-    registry.configure(everything.plugins, str(params_path))
-    heuristics = heuristics_for(params)
-    filters = [registry.pick("filter", name) for name in params.filters]
     sampling = Sampling.from_config(config)
-    version = registry.version_key("backend", config.backend)
     discount = config.batch_discount if config.mode == "batch" else 1.0
     price = price_for(config.prices, config.model, discount)
     result = Estimate(config.backend, config.model, config.mode, len(seeds), price_known=price is not None,

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 from evolinstruct.core.errors import EvolError
+from evolinstruct.core.plugin_code import plugin_code
 from evolinstruct.core.progress import EvolveProgress
 from evolinstruct.core.records import Record, Rejection, evolved_record
 from evolinstruct.evolve.filters import Candidate, Filter
@@ -38,7 +39,6 @@ from evolinstruct.llm.batching import run_batches
 from evolinstruct.llm.cost import BudgetExhausted, Price
 from evolinstruct.llm.dispatch import Control, FatalRequestError, Sender, Stopped, estimate_tokens
 from evolinstruct.llm.request_cache import RequestCache, request_key
-from evolinstruct.registry import get_registry, plugin_code
 
 
 @dataclass
@@ -138,11 +138,12 @@ class RequestRunner:
 
     def __init__(self, backend: Backend, cache: RequestCache, sampling: Sampling,
                  control: Control | None = None, price: Price | None = None,
-                 progress: EvolveProgress | None = None) -> None:
+                 progress: EvolveProgress | None = None, version: str = "") -> None:
         self.backend, self.cache, self.sampling = backend, cache, sampling
         self.model = backend.config.model
-        #: The backend plugin's distribution and version: a fixed plugin must not be served old answers.
-        self.version = get_registry().version_key("backend", backend.name)
+        #: The backend plugin's distribution and version (`Registry.version_key`), part of every
+        #: request key: a fixed plugin must not be served its old answers.
+        self.version = version
         self.control = control or backend.control()
         self.price = price
         self.batch = backend.config.mode == "batch"

@@ -10,16 +10,12 @@ Keys come from the environment only.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from evolinstruct.core.errors import PluginError
 from evolinstruct.core.params import EvolverConfig  # the `evolver` params group; plugins import it from here
-
-log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from evolinstruct.llm.dispatch import Control, Fatal, Retry
@@ -120,9 +116,6 @@ class Backend:
         #: This backend's plugin params (its ``plugins.<name>`` group, validated by its
         #: ``params_schema``), set by the registry before ``check_ready``; None without a schema.
         self.plugin_params: Any = None
-        #: "backend 'x' of plugin 'p' (dist 1.0)", set by the registry: names the plugin in messages.
-        self.plugin_source = f"backend '{self.name}'"
-        self._bugs_logged: set[str] = set()
 
     def check_ready(self) -> None:
         """Raise an EvolError (for example MissingSecretError) before any work starts."""
@@ -151,18 +144,6 @@ class Backend:
         from evolinstruct.llm.dispatch import MalformedResponse
 
         return isinstance(error, ProviderError | MalformedResponse | OSError)
-
-    def bug(self, error: BaseException) -> PluginError:
-        """The error for an exception `complete` raised that is neither retried nor the provider's
-        failure: a bug in this backend, named with its plugin; the traceback is logged once per
-        exception type."""
-        if type(error).__name__ not in self._bugs_logged:
-            self._bugs_logged.add(type(error).__name__)
-            log.error("%s raised %s (a bug in the plugin):", self.plugin_source, type(error).__name__, exc_info=error)
-        failure = PluginError(f"{self.plugin_source} raised {type(error).__name__}: {error}",
-                              "a bug in the plugin; its traceback is in the log")
-        failure.__cause__ = error
-        return failure
 
     def fatal(self, error: BaseException) -> Fatal | None:
         """Say whether `error` (non-retryable, or the last of a request's retries) is one that every

@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from evolinstruct.core.plugin_code import plugin_failure
+
 if TYPE_CHECKING:
     from evolinstruct.llm.backends import Backend, Completion, Sampling
     from evolinstruct.llm.cost import Budget
@@ -321,7 +323,7 @@ class Sender:
                         if retry is None:
                             self._check_fatal(exc)
                             if not self.backend.provider_failure(exc):  # a bug in the backend, not the provider
-                                raise self.backend.bug(exc) from exc
+                                raise plugin_failure("backend", self.backend.name, exc) from exc
                             raise
                         if n == policy.max_retries:
                             self._check_fatal(exc)
