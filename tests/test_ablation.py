@@ -82,3 +82,29 @@ def test_plots_diff_draws_pass_at_1_against_rounds(sweep):
     assert sorted((p["rounds"], p["family"]) for p in points) == [(0, "code"), (1, "code"), (2, "general"), (3, "code")]
     assert plot["content"]["encoding"]["x"]["field"] == "rounds"
     assert plot["content"]["encoding"]["y"]["field"] == "pass@1"
+
+
+def test_the_documented_exp_show_commands_show_pass_at_1(sweep):
+    """docs/experiments.md's `dvc exp show` lines, exactly as printed, show pass@1 per experiment."""
+    from test_doc_commands import fenced_blocks
+
+    text = (REPO / "docs/experiments.md").read_text(encoding="utf-8")
+    commands = [re.sub(r"\s+#.*$", "", line).strip() for language, lines in fenced_blocks(text) if language == "sh"
+                for line in lines if line.startswith("dvc exp show")]
+    assert len(commands) >= 2
+    for command in commands:
+        out = subprocess.run(["bash", "-c", command], cwd=sweep, env=dvc_env(), capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert "humaneval.pass@1" in out.stdout, (command, out.stdout[:500])
+
+
+def test_ablation_plot_draws_every_experiment_offline(sweep):
+    """`evol ablation-plot`: the paper's figure as a PNG, from the workspace and every experiment."""
+    from evolinstruct.cli.ablation import ablation_points
+
+    points = ablation_points(sweep)
+    assert {(p.rounds, p.family) for p in points} == {(0, "code"), (1, "code"), (2, "code"), (3, "code"), (2, "general")}
+    assert {p.benchmark for p in points} == {"humaneval"}
+    assert sh(sweep, "evol", "ablation-plot").startswith("wrote plots/pass_at_1_by_rounds.png")
+    png = sweep / "plots/pass_at_1_by_rounds.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -25,16 +25,19 @@ DOCS = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").g
 #: here as printed. A prefix covers every documented command starting with it.
 ELSEWHERE = {
     "make test": ".ci/run (CI runs `make test` on a clean clone: setup plus this whole suite)",
-    "make test-fast": ".ci/run runs the same suite with the slow tests included; `-m 'not slow'` is pytest's",
+    "make test-fast": ".ci/run (the same suite without the slow tests; `make test` runs them all)",
     "make setup": ".ci/run (`make test` starts with `make setup` on a clean clone)",
-    "make bench": "bench/run.py, by hand: benchmarks take minutes and write bench/results/",
-    "export OPENAI_API_KEY=": "tests/test_real_path.py (a key for the loopback server, set in the environment)",
+    "make bench": "bench/run.py (benchmarks take minutes and rewrite bench/results/; run by hand)",
+    "export OPENAI_API_KEY=": "tests/test_real_path.py (a key for the loopback server, in the environment)",
     "dvc repro": "tests/test_real_path.py::test_real_seed_data_through_an_openai_compatible_server_then_sft_and_evaluate "
-                 "(the paper's params need the hub and a paid key; the test overrides them with -S)",
-    "dvc exp run -S rounds=4": "tests/test_ablation.py (an extra round pays for that round only)",
+                 "(the paper's params need the hub and a paid key: the test overrides them with -S)",
+    "dvc exp show": "tests/test_real_path.py::test_real_seed_data_through_an_openai_compatible_server_then_sft_and_evaluate "
+                    "and tests/test_ablation.py::test_the_documented_exp_show_commands_show_pass_at_1",
+    "dvc plots show": "tests/test_real_path.py::test_real_seed_data_through_an_openai_compatible_server_then_sft_and_evaluate",
+    "dvc exp run -S rounds=4": "tests/test_ablation.py (one more round pays for that round only)",
     "dvc exp run --queue": "tests/test_ablation.py (queued rounds and family sweeps)",
     "dvc queue": "tests/test_ablation.py",
-    "dvc plots diff": "tests/test_ablation.py",
+    "dvc plots diff": "tests/test_ablation.py::test_plots_diff_draws_pass_at_1_against_rounds",
     "git add -A && git commit": "tests/test_ablation.py (the baseline commit)",
     "accelerate launch": "tests/test_sft.py (accelerate launch of the stage; multi-GPU and DeepSpeed need GPUs)",
     "evol eval-samples samples.jsonl --benchmark mbpp_plus": "tests/test_eval_samples.py (EvalPlus files are "
@@ -42,13 +45,31 @@ ELSEWHERE = {
 }
 
 
+def fenced_blocks(text: str) -> list[tuple[str, list[str]]]:
+    """(language, lines) of every fenced block, fences paired in order (a closing fence is never
+    mistaken for an opening one)."""
+    blocks, language, body = [], None, []
+    for line in text.splitlines():
+        if line.startswith("```"):
+            if language is None:
+                language, body = line[3:].strip(), []
+            else:
+                blocks.append((language, body))
+                language = None
+        elif language is not None:
+            body.append(line)
+    return blocks
+
+
 def documented_commands() -> list[tuple[str, str]]:
-    """(file, command line) for every command, comments and prompts stripped, in document order."""
+    """(file, command line) for every command, comments stripped, in document order."""
     found = []
     for name in DOCS:
         text = (REPO / name).read_text(encoding="utf-8")
-        for block in re.findall(r"^```sh\n(.*?)^```", text, re.MULTILINE | re.DOTALL):
-            for line in block.splitlines():
+        for language, lines in fenced_blocks(text):
+            if language != "sh":
+                continue
+            for line in lines:
                 command = re.sub(r"\s+#.*$", "", line).strip()
                 if command and not command.startswith("#"):
                     found.append((name, command))
@@ -65,9 +86,8 @@ def elsewhere(command: str) -> str | None:
 def test_no_shell_block_is_left_untyped():
     """A command in an untyped block would escape this file: every block says what it is."""
     for name in DOCS:
-        text = (REPO / name).read_text(encoding="utf-8")
-        untyped = re.findall(r"^```\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
-        assert not untyped, f"{name}: give each code block a language (sh for commands, text for output): {untyped[0]!r}"
+        untyped = [lines for language, lines in fenced_blocks((REPO / name).read_text(encoding="utf-8")) if not language]
+        assert not untyped, f"{name}: give each code block a language (sh for commands, text for output): {untyped[0]}"
 
 
 def test_every_command_elsewhere_names_a_test_that_exists():
@@ -96,19 +116,23 @@ def clone_with_demo(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_every_runnable_command_runs_as_printed(clone_with_demo, tmp_path):
-    commands = [(name, placeholders(c)) for name, c in documented_commands() if not elsewhere(c)]
+    # Blocks run from the clone's root, in order; the README's `evol` table rows in the demo project
+    # (they read a pipeline's outputs).
+    commands = [(name, placeholders(c), "$ROOT/demo-project" if name == "README.md" and c.startswith("evol ") else "$ROOT")
+                for name, c in documented_commands() if not elsewhere(c)]
     assert commands, "no commands found in the docs"
     samples = clone_with_demo / "demo-project/samples.jsonl"
     script = [
         "set -euo pipefail",
+        "ROOT=$PWD",
         # What a demo leaves for the commands that take an argument: a record id, a samples file.
         "make demo",
         f"printf '%s\\n' '{{\"task_id\": \"HumanEval/0\", \"completion\": \"    return False\\n\"}}' > {samples}",
         "cp demo-project/samples.jsonl samples.jsonl",
         "export SOME_ID=$(head -c 200 demo-project/data/seed/seed.jsonl | sed -E 's/.*\"id\": *\"([^\"]+)\".*/\\1/')",
     ]
-    for name, command in commands:
-        script += [f"echo '>>> {name}: {command}' >&2", command]
+    for name, command, where in commands:
+        script += [f"echo '>>> {name}: {command}' >&2", f"cd {where}", command]
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV",)}
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not p.startswith(str(REPO / ".venv")))
     proc = subprocess.run(["bash", "-c", "\n".join(script)], cwd=clone_with_demo, env=env, capture_output=True,

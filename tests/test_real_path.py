@@ -85,6 +85,13 @@ def test_real_seed_data_through_an_openai_compatible_server_then_sft_and_evaluat
     assert "up to date" in status.stdout, status.stdout
     again = sh(clone, "dvc", "repro", env=env)
     assert "Running stage" not in again.stdout, again.stdout
+    # What the README says to run next: the table and the plots, offline.
+    table = sh(clone, "dvc", "exp", "show", env=env).stdout
+    assert "humaneval.pass@1" in table and "records_out" in table
+    sh(clone, "dvc", "plots", "show", env=env)
+    page = (clone / "dvc_plots/index.html").read_text()
+    for image in ("cascade.png", "rejects.png", "sft_loss.png"):
+        assert image in page, image
     porcelain = sh(clone, "git", "status", "--porcelain").stdout.splitlines()
     assert all(line[3:] in ("dvc.lock", "params.yaml", "data/raw/code_alpaca_2k.json") for line in porcelain), porcelain
 

@@ -20,7 +20,7 @@ HEADER = """\
 Every key of `params.yaml`, with its type, default, allowed values and meaning. This file is
 generated from the schema in `evolinstruct/core/params.py`; after changing the schema, regenerate it with
 
-```
+```sh
 evol params --markdown > docs/params.md
 ```
 
