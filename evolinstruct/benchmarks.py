@@ -54,9 +54,10 @@ class BenchmarkUnavailable(EvolError):
     """A benchmark's data cannot be had here (offline and not cached, no local file): one line
     naming the benchmark and where to get the data."""
 
-    def __init__(self, name: str, where: str) -> None:
-        super().__init__(f"benchmark '{name}': its data is not available here (no network and no local copy)", where)
-        self.name = name
+    def __init__(self, name: str, source: str, where: str) -> None:
+        super().__init__(f"benchmark '{name}': its data is not available here (no network and no local copy)",
+                         f"{source}, put it under data/benchmarks/ and set benchmark_options.{name}.path")
+        self.name, self.source, self.where = name, source, where
 
 
 def prompt_for(benchmark: Any, problem: Problem) -> str:

