@@ -156,9 +156,9 @@ def auto_batch_size(model: Any, prompt_tokens: int, max_new_tokens: int) -> int:
 
 
 def fast_generate(model: Any, tokenizer: Any, prompts: Sequence[str], settings: GenerationSettings,
-                  on_done: Callable[[int], None] | None = None) -> list[str]:
+                  on_done: Callable[[int], None] | None = None, stats: dict[str, int] | None = None) -> list[str]:
     """One completion per prompt (stop strings included; the caller cuts them). See the module
-    docstring for what makes it fast."""
+    docstring for what makes it fast. `stats["new_tokens"]` (when given) counts the tokens generated."""
     import torch
 
     if tokenizer.pad_token_id is None:
@@ -179,6 +179,8 @@ def fast_generate(model: Any, tokenizer: Any, prompts: Sequence[str], settings: 
         tokens = run(model, tokenizer, encoded, settings, generator, stopper)
         for row, i in enumerate(chunk):
             results[i] = tokenizer.decode(tokens[row], skip_special_tokens=True)
+        if stats is not None:
+            stats["new_tokens"] = stats.get("new_tokens", 0) + sum(len(t) for t in tokens)
         if on_done:
             on_done(len(chunk))
     return results
