@@ -29,6 +29,7 @@ STOP = ("\n### Instruction:",)
 
 def build_model(folder: Path) -> str:
     from evolinstruct.plugins.benchmarks import HumanEval
+
     from evolinstruct.tiny import build_tiny_model
 
     corpus = [p.prompt + p.reference for p in HumanEval().load({})]
@@ -67,9 +68,9 @@ def stage(model, tokenizer, prompts: list[str]) -> tuple[float, list[str], int]:
 
 def main() -> None:
     import torch
+    from evolinstruct.plugins.benchmarks import HumanEval
 
     from evolinstruct import hf
-    from evolinstruct.plugins.benchmarks import HumanEval
     from evolinstruct.prompting import alpaca_prompt
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
