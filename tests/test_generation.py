@@ -246,3 +246,14 @@ def test_vllm_asks_once_per_problem_for_n_distinct_seeded_samples(fake_vllm):
     assert other_seed[0] != answers[0]
     greedy = vllm_generate(fake_vllm, ["p one"], ["MBPP/11"], GenerationSettings(n=3))
     assert fake_vllm.requests[-1][1][0].n == 1 and greedy == [["p one-greedy"] * 3]
+
+
+def test_the_static_cache_path_gives_the_same_greedy_answers(tiny_model):
+    # On a GPU (`compile: auto`) batches go through `generate` with a static KV cache and
+    # torch.compile; on CPU the same path runs uncompiled, which checks everything but the compiler.
+    from evolinstruct import hf
+
+    model, tokenizer = hf.load_model(str(tiny_model), device="cpu"), hf.load_tokenizer(str(tiny_model))
+    evicting = fast_generate(model, tokenizer, PROMPTS, GenerationSettings(max_new_tokens=8, batch_size=2, compile="false"))
+    static = fast_generate(model, tokenizer, PROMPTS, GenerationSettings(max_new_tokens=8, batch_size=2, compile="true"))
+    assert static == evicting
