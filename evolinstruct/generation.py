@@ -108,7 +108,8 @@ class Generator:
         model, tokenizer = self._load()
         copies = 1 if settings.temperature == 0 else settings.n  # greedy: n equal answers, computed once
         rows = [p for p in prompts for _ in range(copies)]
-        texts = fast_generate(model, tokenizer, rows, settings, on_done=on_batch)
+        report = (lambda k: on_batch(k * settings.n // copies)) if on_batch else None
+        texts = fast_generate(model, tokenizer, rows, settings, on_done=report)
         return [[cut_at_stops(texts[i * copies + (j % copies)], settings.stop) for j in range(settings.n)]
                 for i in range(len(prompts))]
 

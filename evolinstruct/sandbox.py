@@ -3,7 +3,11 @@
 A supervisor process (the "zygote") is started once, in a new network namespace (`unshare -n`)
 where the OS allows it. For each program it forks a child, which, before running anything:
 * drops to `nobody` when we are root (so it cannot touch our files or signal the supervisor or us);
-* starts its own session and process group, killed whole on timeout and when it ends;
+* runs under a keeper that keeps our uid: in a new PID namespace under its own init where the OS
+  allows (when the program ends, the kernel kills everything left in the namespace), and as a
+  child subreaper everywhere (whatever is left is reparented to the keeper and killed), so no
+  process a program starts outlives its sample, `setsid()` and double forks included;
+* starts its own session and process group, killed on timeout;
 * sets rlimits on CPU time, address space, file size, open files and processes;
 * moves into its own empty temporary folder, with stdin closed and output going to a file there
   (capped by the file-size limit; more than `max_output_bytes` fails the program);
@@ -68,9 +72,8 @@ def reap():
 
 CLONE_NEWPID, PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG = 0x20000000, 36, 1
 
-def libc():
-    import ctypes
-    return ctypes.CDLL(None, use_errno=True)
+import ctypes
+LIBC = ctypes.CDLL(None, use_errno=True)  # loaded once here, not in every forked job
 
 def children_of(pid):
     found = []
@@ -85,14 +88,6 @@ def children_of(pid):
                 found.append(int(entry))
     return found
 
-def reap_all():
-    while True:
-        try:
-            if os.waitpid(-1, os.WNOHANG) == (0, 0):
-                return True
-        except ChildProcessError:
-            return False
-
 def keeper(job):
     # The job's keeper: it stays out of the program's reach (it keeps our uid) and makes sure
     # nothing the program started outlives it. Where the OS allows, the program runs in a new PID
@@ -103,10 +98,9 @@ def keeper(job):
     try:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         os.setsid()
-        c = libc()
-        c.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         if job["pid_namespace"]:
-            c.unshare(CLONE_NEWPID)
+            LIBC.unshare(CLONE_NEWPID)
         init = os.fork()
     except BaseException:
         os._exit(125)
@@ -115,11 +109,13 @@ def keeper(job):
     try:
         os.write(1, (json.dumps({"id": job["id"], "program": init}) + "\n").encode())
         _, status = os.waitpid(init, 0)
-        while True:  # kill and reap whatever is left, until the keeper has no child
-            left = children_of(os.getpid())
-            if not left and not reap_all():
-                break
-            for pid in left:
+        while True:  # reap and kill whatever is left, until the keeper has no child
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0]:
+                    continue  # reaped one; look again
+            except ChildProcessError:
+                break  # no child left: the usual case, found without reading /proc
+            for pid in children_of(os.getpid()):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -141,7 +137,7 @@ def namespace_init(job):
     # program as its child, so the program is an ordinary process (signals to itself work as
     # anywhere), and exits with its status (128 + signal when killed).
     try:
-        libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         program = os.fork()
         if program == 0:
             child(job)
@@ -157,7 +153,7 @@ def child(job):
             os.setgroups([])
             os.setgid(job["drop"])
             os.setuid(job["drop"])
-        libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # after the drop, which clears it
+        LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # after the drop, which clears it
         os.mkdir(job["dir"], 0o700)
         os.chdir(job["dir"])
         null = os.open(os.devnull, os.O_RDONLY)
