@@ -1,7 +1,7 @@
 """Generation throughput of the evaluate stage against one plain `model.generate` loop, same
 prompts, same model, same run.
 
-CPU: a random-weight Llama-architecture model built on the spot, 32 HumanEval prompts in the
+CPU: a random-weight Llama-architecture model (3.1M parameters) built on the spot, 32 HumanEval prompts in the
 paper's Alpaca template, up to 128 new tokens, greedy. A random-weight model never ends its
 answers, and a trained one does, at lengths that differ from row to row; so the model's EOS logit
 is forced (a forward hook, the same for both paths) once a row's length, prompt plus answer,
@@ -10,8 +10,8 @@ reaches a multiple of 128: answers then end after 1 to 128 tokens, depending on 
 The plain loop is what a script does: batches of 32 prompts (here one call) in file order through
 `model.generate` (each batch runs until its longest row ends), stop strings applied after
 decoding. The stage is `evolinstruct.generation.fast_generate` with the stage's defaults
-(length-sorted prompts, batch size from the device, rows leaving the batch when they end, stop
-strings checked per row). Each is timed as the median of three alternating runs after one
+(length-sorted prompts, batch size from the device or EVOL_BENCH_BATCH, rows leaving the batch
+when they end and the next prompts joining it, stop strings checked per row). Each is timed as the median of three alternating runs after one
 warm-up, in CPU seconds of the process (one torch thread: the machine is shared, and wall time
 would measure the neighbours); new tokens are those generated up to each row's end. Both must give the same greedy
 answers, which the result records (`same_answers`).
@@ -32,6 +32,7 @@ from pathlib import Path
 PROMPTS, PLAIN_BATCH = 32, 32
 NEW_TOKENS = int(os.environ.get("EVOL_BENCH_TOKENS", "128"))
 ANSWER_PERIOD = 128
+STAGE_BATCH = int(os.environ.get("EVOL_BENCH_BATCH", "0"))  # 0 = the stage default
 STOP = ("\n### Instruction:",)
 
 
@@ -51,24 +52,7 @@ def build_model(folder: Path) -> str:
     from evolinstruct.tiny import build_tiny_model
 
     corpus = [p.prompt + p.reference for p in HumanEval().load({})]
-    return str(build_tiny_model(folder / "model", corpus, seed=0, vocab_size=2048, hidden_size=128, layers=4))
-
-
-def end_answers(model, eos: int) -> None:
-    """Force EOS once a row's length (its attention mask's sum) reaches a multiple of ANSWER_PERIOD."""
-    import torch
-
-    def hook(_module, _args, kwargs, output):
-        mask = kwargs.get("attention_mask")
-        if mask is None or mask.shape[1] <= 1:
-            return output
-        done = (mask.sum(-1) % ANSWER_PERIOD == 0) & (kwargs["input_ids"].shape[1] == 1)
-        logits = output.logits[:, -1]
-        logits[done] = torch.finfo(logits.dtype).min
-        logits[done, eos] = 0.0
-        return output
-
-    model.register_forward_hook(hook, with_kwargs=True)
+    return str(build_tiny_model(folder / "model", corpus, seed=0, vocab_size=2048, hidden_size=256, layers=4))
 
 
 def plain_loop(model, tokenizer, prompts: list[str]) -> tuple[float, list[str], int]:
@@ -96,7 +80,7 @@ def stage(model, tokenizer, prompts: list[str]) -> tuple[float, list[str], int]:
 
     stats: dict[str, int] = {}
     started = now()
-    texts = fast_generate(model, tokenizer, prompts, GenerationSettings(max_new_tokens=NEW_TOKENS, stop=STOP),
+    texts = fast_generate(model, tokenizer, prompts, GenerationSettings(max_new_tokens=NEW_TOKENS, stop=STOP, batch_size=STAGE_BATCH),
                           stats=stats)
     return now() - started, [cut_at_stops(t, STOP) for t in texts], stats["new_tokens"]
 
@@ -107,6 +91,7 @@ def main() -> None:
 
     from evolinstruct import hf
     from evolinstruct.prompting import alpaca_prompt
+    from evolinstruct.tiny import end_answers_every
 
     # One thread, timed in CPU seconds of this process: on a shared machine wall time measures the
     # neighbours; on a GPU, wall time (synchronised) is what counts.
@@ -117,7 +102,7 @@ def main() -> None:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         if not os.environ.get("EVOL_BENCH_MODEL"):
-            end_answers(model, tokenizer.eos_token_id)
+            end_answers_every(model, tokenizer.eos_token_id, ANSWER_PERIOD)
         prompts = [alpaca_prompt(HumanEval().instruction(p)) for p in HumanEval().load({})[:PROMPTS]]
         stage(model, tokenizer, prompts[:4])  # warm-up
         plain_loop(model, tokenizer, prompts[:4])

@@ -13,7 +13,9 @@ with the same seed gives the same samples:
 
 Speed on transformers (`fast_generate`): prompts are sorted by length so a batch pads little;
 the batch size follows free memory unless set; finished rows (EOS, a stop string, or the token
-limit) leave the batch, so a batch does not run until its longest row ends; stop strings are
+limit) leave the batch, and once half of it has left the next prompts are prefilled and join it
+(continuous batching: their KV cache left-padded to the batch's length), so the number of steps
+follows the total length of the answers, not the longest answer of each batch; stop strings are
 checked per row on the model's device (transformers' `StopStringCriteria`, no full-batch decode
 per step). On a GPU with `compile: true` (the default there), batches run through transformers'
 `generate` with a static KV cache and `torch.compile` instead: fixed shapes are what compiled
@@ -174,20 +176,26 @@ def fast_generate(model: Any, tokenizer: Any, prompts: Sequence[str], settings: 
     generator = torch.Generator(device=device).manual_seed(settings.seed)
     stopper = _stop_criteria(tokenizer, settings.stop)
     results: list[str] = [""] * len(prompts)
+
+    def finish(done: dict[int, list[int]]) -> None:
+        for i, tokens in done.items():
+            results[i] = tokenizer.decode(tokens, skip_special_tokens=True)
+        if stats is not None:
+            stats["new_tokens"] = stats.get("new_tokens", 0) + sum(len(t) for t in done.values())
+        if on_done:
+            on_done(len(done))
+
+    if not compiled:
+        _continuous(model, tokenizer, prompts, order, max(1, batch), settings, generator, stopper, finish)
+        return results
     for start in range(0, len(order), max(1, batch)):
         chunk = order[start : start + batch]
         # Compiled graphs are specialised to shapes: prompt widths come in steps of 64 tokens, so a
         # run compiles a few times, not once per batch.
         encoded = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True,
-                            pad_to_multiple_of=64 if compiled else None).to(device)
-        run = _compiled_batch if compiled else _evicting_batch
-        tokens = run(model, tokenizer, encoded, settings, generator, stopper)
-        for row, i in enumerate(chunk):
-            results[i] = tokenizer.decode(tokens[row], skip_special_tokens=True)
-        if stats is not None:
-            stats["new_tokens"] = stats.get("new_tokens", 0) + sum(len(t) for t in tokens)
-        if on_done:
-            on_done(len(chunk))
+                            pad_to_multiple_of=64).to(device)
+        tokens = _compiled_batch(model, tokenizer, encoded, settings, generator, stopper)
+        finish(dict(zip(chunk, tokens, strict=True)))
     return results
 
 
@@ -215,50 +223,116 @@ def _next_tokens(logits: Any, settings: GenerationSettings, generator: Any) -> A
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-def _evicting_batch(model: Any, tokenizer: Any, encoded: Any, settings: GenerationSettings, generator: Any,
-                    stopper: Any) -> list[list[int]]:
-    """Decode one batch step by step with a dynamic KV cache; a row that ends leaves the batch."""
+def _left_pad(tensor: Any, width: int, dim: int, value: float = 0) -> Any:
+    """`tensor` padded on the left of `dim` to `width`."""
+    import torch
+
+    missing = width - tensor.shape[dim]
+    if missing <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor.new_full(shape, value), tensor], dim=dim)
+
+
+def _join_caches(old: Any, new: Any) -> bool:
+    """Append `new`'s rows to `old` (a DynamicCache), left-padding the shorter one's sequence so
+    both end at the same position (the masks pad the same way). False when the cache type keeps its
+    tensors elsewhere (then no row joins a running batch)."""
+    import torch
+
+    if not (hasattr(old, "layers") and hasattr(new, "layers")) or len(old.layers) != len(new.layers):
+        return False
+    if not all(hasattr(layer, "keys") for layer in (*old.layers, *new.layers)):
+        return False
+    width = max(old.get_seq_length(), new.get_seq_length())
+    for mine, theirs in zip(old.layers, new.layers, strict=True):
+        mine.keys = torch.cat([_left_pad(mine.keys, width, -2), _left_pad(theirs.keys, width, -2)])
+        mine.values = torch.cat([_left_pad(mine.values, width, -2), _left_pad(theirs.values, width, -2)])
+    return True
+
+
+def _continuous(model: Any, tokenizer: Any, prompts: Sequence[str], order: Sequence[int], batch: int,
+                settings: GenerationSettings, generator: Any, stopper: Any,
+                finish: Callable[[dict[int, list[int]]], None]) -> None:
+    """Decode every prompt of `order` with a dynamic KV cache, at most `batch` rows at a time. A
+    row that ends (EOS, a stop string, its token limit) leaves the batch at once; when half the
+    batch has left, the next prompts are prefilled and join it (continuous batching), so the
+    number of decoding steps follows the total of the answers' lengths, not the longest of each
+    batch. `finish({prompt index: new tokens})` is called as rows end."""
+    import collections
+
     import torch
     from transformers import DynamicCache
 
-    ids, mask = encoded["input_ids"], encoded["attention_mask"]
-    rows = ids.shape[0]
-    eos = tokenizer.eos_token_id
-    cache = DynamicCache()
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    done_tokens: list[list[int]] = [[] for _ in range(rows)]
-    active = torch.arange(rows, device=ids.device)
-    generated = ids.new_empty((rows, 0))
+    device = next(model.parameters()).device
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     accepts = inspect.signature(model.forward).parameters
-    extra: dict[str, Any] = {"cache" if "cache" in accepts else "past_key_values": cache, "use_cache": True}
-    if "logits_to_keep" in accepts:
-        extra["logits_to_keep"] = 1  # the prefill needs the last position's logits only
+    cache_key = "cache" if "cache" in accepts else "past_key_values"
+    keep_last = {"logits_to_keep": 1} if "logits_to_keep" in accepts else {}
+    pending = collections.deque(order)
+    joinable = True
+
+    def prefill(count: int) -> tuple[Any, ...]:
+        take = [pending.popleft() for _ in range(min(count, len(pending)))]
+        encoded = tokenizer([prompts[i] for i in take], return_tensors="pt", padding=True).to(device)
+        mask = encoded["attention_mask"]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        logits = model(input_ids=encoded["input_ids"], attention_mask=mask, position_ids=positions,
+                       **{cache_key: cache}, use_cache=True, **keep_last).logits[:, -1]
+        rows = torch.tensor(take, device=device)
+        return rows, cache, mask, positions[:, -1], logits
+
     with torch.inference_mode():
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, **extra).logits[:, -1]
-        position = positions[:, -1]
-        for step in range(settings.max_new_tokens):
+        active, cache, mask, position, logits = prefill(batch)
+        generated = mask.new_empty((len(active), 0))
+        counts = torch.zeros(len(active), dtype=torch.long, device=device)
+        while True:
             token = _next_tokens(logits, settings, generator)
             generated = torch.cat([generated, token[:, None]], dim=1)
-            finished = token == eos if eos is not None else torch.zeros_like(token, dtype=torch.bool)
+            counts += 1
+            finished = counts >= settings.max_new_tokens
+            if eos is not None:
+                finished |= token == eos
             if stopper is not None:
                 finished |= stopper(generated, None).to(finished.device)
-            if step + 1 == settings.max_new_tokens:
-                finished[:] = True
             if bool(finished.any()):
+                done = {}
                 for row in torch.nonzero(finished).flatten().tolist():
-                    tokens = generated[row].tolist()
-                    done_tokens[int(active[row])] = tokens[:-1] if eos is not None and tokens[-1] == eos else tokens
+                    tokens = generated[row, generated.shape[1] - int(counts[row]):].tolist()
+                    done[int(active[row])] = tokens[:-1] if eos is not None and tokens[-1] == eos else tokens
+                finish(done)
                 keep = torch.nonzero(~finished).flatten()
-                if not len(keep):
-                    break
                 cache.batch_select_indices(keep)
-                active, generated, mask, position, token = (
-                    active[keep], generated[keep], mask[keep], position[keep], token[keep])
+                active, generated, mask, position, token, counts = (
+                    active[keep], generated[keep], mask[keep], position[keep], token[keep], counts[keep])
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
             position = position + 1
-            logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None],
-                           **extra).logits[:, -1]
-    return done_tokens
+            if len(active):
+                logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None],
+                               **{cache_key: cache}, use_cache=True).logits[:, -1]
+            if pending and (not len(active) or (joinable and len(active) <= batch // 2)):
+                rows, fresh, fresh_mask, fresh_position, fresh_logits = prefill(batch - len(active))
+                if not len(active):
+                    active, cache, mask, position, logits = rows, fresh, fresh_mask, fresh_position, fresh_logits
+                    generated = mask.new_empty((len(active), 0))
+                    counts = torch.zeros(len(active), dtype=torch.long, device=device)
+                    continue
+                width = max(mask.shape[1], fresh_mask.shape[1])
+                joinable = _join_caches(cache, fresh)
+                if not joinable:  # give the rows back; they start when this batch has ended
+                    pending.extendleft(reversed(rows.tolist()))
+                    continue
+                mask = torch.cat([_left_pad(mask, width, 1), _left_pad(fresh_mask, width, 1)])
+                generated = torch.cat([generated, _left_pad(generated.new_full((len(rows), 0), pad or 0),
+                                                            generated.shape[1], 1, pad or 0)])
+                active = torch.cat([active, rows])
+                position = torch.cat([position, fresh_position])
+                counts = torch.cat([counts, torch.zeros(len(rows), dtype=torch.long, device=device)])
+                logits = torch.cat([logits, fresh_logits])
+            elif not len(active):
+                return
 
 
 def _compiled_batch(model: Any, tokenizer: Any, encoded: Any, settings: GenerationSettings, generator: Any,

@@ -257,3 +257,23 @@ def test_the_static_cache_path_gives_the_same_greedy_answers(tiny_model):
     evicting = fast_generate(model, tokenizer, PROMPTS, GenerationSettings(max_new_tokens=8, batch_size=2, compile="false"))
     static = fast_generate(model, tokenizer, PROMPTS, GenerationSettings(max_new_tokens=8, batch_size=2, compile="true"))
     assert static == evicting
+
+
+def test_rows_that_end_make_room_for_the_next_prompts_without_changing_any_answer(tiny_model, monkeypatch):
+    # Answers end at lengths that vary with the prompt; with 2 rows a batch, later prompts join a
+    # running batch (their cache left-padded to the batch's length) as soon as rows have left.
+    from evolinstruct import generation, hf
+    from evolinstruct.tiny import end_answers_every
+
+    model, tokenizer = hf.load_model(str(tiny_model), device="cpu"), hf.load_tokenizer(str(tiny_model))
+    hook = end_answers_every(model, tokenizer.eos_token_id, 7)
+    prompts = PROMPTS + [p.replace("Instruction", "Task") for p in PROMPTS] + ["### Response:", "def f():", "x = 1"]
+    plain = [g.text for g in hf.generate(model, tokenizer, prompts, 24, batch_size=9)]
+    joins = []
+    join = generation._join_caches
+    monkeypatch.setattr(generation, "_join_caches", lambda old, new: joins.append(1) or join(old, new))
+    stats = {}
+    mine = fast_generate(model, tokenizer, prompts, GenerationSettings(max_new_tokens=24, batch_size=2), stats=stats)
+    hook.remove()
+    assert joins and mine == plain
+    assert len({len(t) for t in plain}) > 2 and stats["new_tokens"] < 24 * len(prompts)
