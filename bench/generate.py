@@ -9,7 +9,7 @@ reaches a multiple of 128: answers then end after 1 to 128 tokens, depending on 
 
 The plain loop is what a script does: batches of 32 prompts (here one call) in file order through
 `model.generate` (each batch runs until its longest row ends), stop strings applied after
-decoding. The stage is `evolinstruct.generation.fast_generate` with the stage's defaults
+decoding. The stage is `evolinstruct.evaluate.generation.fast_generate` with the stage's defaults
 (length-sorted prompts, batch size from the device or EVOL_BENCH_BATCH, rows leaving the batch
 when they end and the next prompts joining it, stop strings checked per row). Each is timed as the median of three alternating runs after one
 warm-up, in CPU seconds of the process (one torch thread: the machine is shared, and wall time
@@ -49,7 +49,7 @@ def now() -> float:
 def build_model(folder: Path) -> str:
     from evolinstruct.plugins.benchmarks import HumanEval
 
-    from evolinstruct.tiny import build_tiny_model
+    from evolinstruct.demo.tiny import build_tiny_model
 
     corpus = [p.prompt + p.reference for p in HumanEval().load({})]
     return str(build_tiny_model(folder / "model", corpus, seed=0, vocab_size=2048, hidden_size=256, layers=4))
@@ -58,7 +58,7 @@ def build_model(folder: Path) -> str:
 def plain_loop(model, tokenizer, prompts: list[str]) -> tuple[float, list[str], int]:
     import torch
 
-    from evolinstruct.generation import cut_at_stops
+    from evolinstruct.evaluate.generation import cut_at_stops
 
     tokenizer.padding_side = "left"
     started, texts, tokens = now(), [], 0
@@ -76,7 +76,7 @@ def plain_loop(model, tokenizer, prompts: list[str]) -> tuple[float, list[str], 
 
 
 def stage(model, tokenizer, prompts: list[str]) -> tuple[float, list[str], int]:
-    from evolinstruct.generation import GenerationSettings, cut_at_stops, fast_generate
+    from evolinstruct.evaluate.generation import GenerationSettings, cut_at_stops, fast_generate
 
     stats: dict[str, int] = {}
     started = now()
@@ -89,9 +89,9 @@ def main() -> None:
     import torch
     from evolinstruct.plugins.benchmarks import HumanEval
 
-    from evolinstruct import hf
-    from evolinstruct.prompting import alpaca_prompt
-    from evolinstruct.tiny import end_answers_every
+    from evolinstruct.llm import hf
+    from evolinstruct.core.prompting import alpaca_prompt
+    from evolinstruct.demo.tiny import end_answers_every
 
     # One thread, timed in CPU seconds of this process: on a shared machine wall time measures the
     # neighbours; on a GPU, wall time (synchronised) is what counts.

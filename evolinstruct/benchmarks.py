@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from .errors import EvolError
+from evolinstruct.core.errors import EvolError
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def prompt_for(benchmark: Any, problem: Problem) -> str:
     """The full prompt the model answers: the benchmark's own, else the Alpaca prompt around its instruction."""
     if hasattr(benchmark, "prompt"):
         return benchmark.prompt(problem)
-    from .prompting import alpaca_prompt
+    from evolinstruct.core.prompting import alpaca_prompt
 
     return alpaca_prompt(benchmark.instruction(problem))
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import EvolError
+from evolinstruct.core.errors import EvolError
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class Generator:
 
                 self._loaded = LLM(model=self.model_path)
             else:
-                from . import hf
+                from evolinstruct.llm import hf
 
                 hf.quiet_transformers()
                 self._loaded = (hf.load_model(self.model_path, device=self.device), hf.load_tokenizer(self.model_path))

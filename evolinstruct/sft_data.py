@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .prompting import alpaca_prompt
+from evolinstruct.core.prompting import alpaca_prompt
 
 IGNORE = -100
 

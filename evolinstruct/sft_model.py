@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import EvolError
+from evolinstruct.core.errors import EvolError
 
 #: Attention implementations whose kernels keep padding-free packed examples apart.
 SEPARATING_KERNELS = ("flash_attention_2", "flash_attention_3")
@@ -54,7 +54,7 @@ def load_for_training(name_or_path: str, revision: str, attn_implementation: str
     import torch
     from transformers import AutoModelForCausalLM
 
-    from .hf import revision_kwargs
+    from evolinstruct.llm.hf import revision_kwargs
 
     kwargs: dict[str, Any] = revision_kwargs(name_or_path, revision)
     if attn_implementation:
@@ -100,7 +100,7 @@ def save_merged(trainer: Any, folder: Path, base: str, revision: str, quantized:
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
 
-        from .hf import revision_kwargs
+        from evolinstruct.llm.hf import revision_kwargs
 
         full = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16, **revision_kwargs(base, revision))
         model = PeftModel.from_pretrained(full, str(folder / "adapter"))

@@ -27,11 +27,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
-from evolinstruct.benchmarks import BenchmarkUnavailable, Problem
-from evolinstruct.errors import EvolError
-from evolinstruct.extract import defines
+from evolinstruct.evaluate.benchmarks import BenchmarkUnavailable, Problem
+from evolinstruct.core.errors import EvolError
+from evolinstruct.evaluate.extract import defines
 from evolinstruct.hookspecs import hookimpl
-from evolinstruct.prompting import alpaca_prompt
+from evolinstruct.core.prompting import alpaca_prompt
 
 log = logging.getLogger(__name__)
 _TRUE = {"1", "true", "yes", "on"}

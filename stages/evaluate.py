@@ -26,19 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evolinstruct import paths
-from evolinstruct.atomic import write_json
-from evolinstruct.benchmarks import describe, prompt_for
-from evolinstruct.errors import ParamsError
-from evolinstruct.extract import extract
-from evolinstruct.generation import GenerationSettings, Generator
-from evolinstruct.params import DEFAULT_PARAMS, load_params, read_group, read_rounds
-from evolinstruct.passk import mean_pass_at_k
-from evolinstruct.progress import Progress
+from evolinstruct.core import paths
+from evolinstruct.core.atomic import write_json
+from evolinstruct.evaluate.benchmarks import describe, prompt_for
+from evolinstruct.core.errors import ParamsError
+from evolinstruct.evaluate.extract import extract
+from evolinstruct.evaluate.generation import GenerationSettings, Generator
+from evolinstruct.core.params import DEFAULT_PARAMS, load_params, read_group, read_rounds
+from evolinstruct.evaluate.passk import mean_pass_at_k
+from evolinstruct.core.progress import Progress
 from evolinstruct.registry import get_registry
-from evolinstruct.sandbox import Limits
-from evolinstruct.score_samples import score_programs
-from evolinstruct.stage import run_stage
+from evolinstruct.evaluate.sandbox import Limits
+from evolinstruct.evaluate.scoring import score_programs
+from evolinstruct.core.stage import run_stage
 
 log = logging.getLogger(__name__)
 REPORT = Path("reports/evaluate.json")

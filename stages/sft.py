@@ -19,11 +19,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from evolinstruct import paths
-from evolinstruct.atomic import write_json
-from evolinstruct.errors import EvolError
-from evolinstruct.params import read_group
-from evolinstruct.sft_model import (
+from evolinstruct.core import paths
+from evolinstruct.core.atomic import write_json
+from evolinstruct.core.errors import EvolError
+from evolinstruct.core.params import read_group
+from evolinstruct.train.model import (
     base_commit,
     check_packing,
     check_quantization,
@@ -31,7 +31,7 @@ from evolinstruct.sft_model import (
     lora_config,
     save_merged,
 )
-from evolinstruct.stage import run_stage
+from evolinstruct.core.stage import run_stage
 
 log = logging.getLogger(__name__)
 
@@ -116,14 +116,14 @@ def main() -> None:
     params = read_group(SFTParams, "sft")
     check_packing(params.packing, params.attn_implementation)  # before the heavy imports: fail fast
     check_quantization(params.quantization, params.lora_r)
-    from evolinstruct import hf
+    from evolinstruct.llm import hf
 
     hf.quiet_transformers()
     import datasets
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
-    from evolinstruct.sft_data import tokenize_dataset
+    from evolinstruct.train.data import tokenize_dataset
 
     devices = world_size()
     accumulation = accumulation_steps(params, devices)

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from conftest import SHARED
 from evolinstruct.plugins.benchmarks import MBPP, HumanEval
 
-from evolinstruct.cli import cli
+from evolinstruct.cli.main import cli
 
 PROBLEMS = HumanEval().load({})[:6]
 

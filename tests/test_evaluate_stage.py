@@ -8,7 +8,7 @@ import yaml
 from evolinstruct.stages import evaluate as stage
 from evolinstruct.stages.evaluate import EvaluateParams, resolve_protocol
 
-from evolinstruct.errors import ParamsError
+from evolinstruct.core.errors import ParamsError
 
 
 def test_protocols_set_the_sampling_and_custom_is_the_only_way_to_choose_it():

@@ -6,9 +6,9 @@ import types
 
 import pytest
 
-from evolinstruct.errors import EvolError
-from evolinstruct.extract import extract, extract_code
-from evolinstruct.generation import GenerationSettings, Generator, cut_at_stops, fast_generate, pick_engine
+from evolinstruct.core.errors import EvolError
+from evolinstruct.evaluate.extract import extract, extract_code
+from evolinstruct.evaluate.generation import GenerationSettings, Generator, cut_at_stops, fast_generate, pick_engine
 
 CHATTY = '''Sure! Here is an efficient solution.
 
@@ -158,7 +158,7 @@ def test_extraction_cuts_what_models_append_and_records_it(answer, entry_point, 
 
 
 def test_a_correct_solution_followed_by_a_failing_example_passes_once_extracted():
-    from evolinstruct.sandbox import Limits, run_program
+    from evolinstruct.evaluate.sandbox import Limits, run_program
 
     answer = EXAMPLE_USAGE.replace('print(remove_Occ("hello", "l"))', 'print(remove_Occ(None, "l"))')
     tests = 'assert remove_Occ("hello","l") == "heo"\n'
@@ -171,7 +171,7 @@ PROMPTS = ["### Instruction:\nAdd two numbers.\n\n### Response:", "### Instructi
 
 
 def test_fast_generation_matches_one_plain_generate_call_token_for_token(tiny_model):
-    from evolinstruct import hf
+    from evolinstruct.llm import hf
 
     model, tokenizer = hf.load_model(str(tiny_model), device="cpu"), hf.load_tokenizer(str(tiny_model))
     plain = [g.text for g in hf.generate(model, tokenizer, PROMPTS * 2, 16, batch_size=6)]
@@ -233,7 +233,7 @@ def fake_vllm(monkeypatch):
 
 
 def test_vllm_asks_once_per_problem_for_n_distinct_seeded_samples(fake_vllm):
-    from evolinstruct.generation import vllm_generate
+    from evolinstruct.evaluate.generation import vllm_generate
 
     settings = GenerationSettings(temperature=0.2, top_p=0.95, n=20, seed=1, stop=("\n### Instruction:",))
     answers = vllm_generate(fake_vllm, ["p one", "p two"], ["MBPP/11", "MBPP/12"], settings)
@@ -251,7 +251,7 @@ def test_vllm_asks_once_per_problem_for_n_distinct_seeded_samples(fake_vllm):
 def test_the_static_cache_path_gives_the_same_greedy_answers(tiny_model):
     # On a GPU (`compile: auto`) batches go through `generate` with a static KV cache and
     # torch.compile; on CPU the same path runs uncompiled, which checks everything but the compiler.
-    from evolinstruct import hf
+    from evolinstruct.llm import hf
 
     model, tokenizer = hf.load_model(str(tiny_model), device="cpu"), hf.load_tokenizer(str(tiny_model))
     evicting = fast_generate(model, tokenizer, PROMPTS, GenerationSettings(max_new_tokens=8, batch_size=2, compile="false"))
@@ -262,8 +262,9 @@ def test_the_static_cache_path_gives_the_same_greedy_answers(tiny_model):
 def test_rows_that_end_make_room_for_the_next_prompts_without_changing_any_answer(tiny_model, monkeypatch):
     # Answers end at lengths that vary with the prompt; with 2 rows a batch, later prompts join a
     # running batch (their cache left-padded to the batch's length) as soon as rows have left.
-    from evolinstruct import generation, hf
-    from evolinstruct.tiny import end_answers_every
+    from evolinstruct.evaluate import generation
+    from evolinstruct.llm import hf
+    from evolinstruct.demo.tiny import end_answers_every
 
     model, tokenizer = hf.load_model(str(tiny_model), device="cpu"), hf.load_tokenizer(str(tiny_model))
     hook = end_answers_every(model, tokenizer.eos_token_id, 7)

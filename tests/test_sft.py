@@ -12,9 +12,9 @@ import pytest
 import yaml
 from conftest import finish_stage, start_stage
 
-from evolinstruct.errors import EvolError
-from evolinstruct.records import seed_record, write_records
-from evolinstruct.sft_model import check_packing, check_quantization
+from evolinstruct.core.errors import EvolError
+from evolinstruct.core.records import seed_record, write_records
+from evolinstruct.train.model import check_packing, check_quantization
 
 PAIRS = [("Write a function that adds two numbers.", "def add(a, b):\n    return a + b"),
          ("Reverse a string.", "def reverse(s):\n    return s[::-1]"),
@@ -51,7 +51,7 @@ def losses(path):
 
 
 def reload_and_generate(path):
-    from evolinstruct import hf
+    from evolinstruct.llm import hf
 
     model, tokenizer = hf.load_model(str(path / "models/sft"), device="cpu"), hf.load_tokenizer(str(path / "models/sft"))
     (out,) = hf.generate(model, tokenizer, ["### Instruction:\nReverse a string.\n\n### Response:"], 8)

@@ -1,5 +1,5 @@
-from evolinstruct.prompting import alpaca_prompt
-from evolinstruct.sft_data import IGNORE, tokenize_pair
+from evolinstruct.core.prompting import alpaca_prompt
+from evolinstruct.train.data import IGNORE, tokenize_pair
 
 
 def test_labels_cover_exactly_the_response_and_eos(tiny_model):
