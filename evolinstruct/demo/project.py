@@ -92,6 +92,8 @@ def scaffold(project: Path, source: Path, overrides: Sequence[str] = ()) -> None
     seed_text = resources.files("evolinstruct").joinpath("demo_data/seed.jsonl").read_text(encoding="utf-8")
     seed_file = project / "data/raw/demo_seed.jsonl"
     _write_if_changed(seed_file, seed_text)
+    # dvc.yaml's eliminate and evaluate depend on the local benchmark files' folder.
+    _write_if_changed(project / "data/benchmarks/README.md", "Local benchmark files (see docs/evaluation.md).\n")
     _write_if_changed(project / ".gitignore", "/.evolinstruct/\n")
     for name, seed in (("tiny-evolver", 1), ("tiny-base", 2)):
         target = project / "models" / name

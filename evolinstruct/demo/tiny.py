@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 EOS, PAD = "<|endoftext|>", "<|pad|>"
 
@@ -61,3 +62,23 @@ def build_tiny_model(
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def end_answers_every(model: Any, eos_token_id: int, period: int) -> Any:
+    """Make a random-weight model end its answers the way a trained one does, at lengths that vary
+    from prompt to prompt: once a row's length (prompt plus answer, its attention mask's sum)
+    reaches a multiple of `period`, its next token is EOS. A forward hook, so `model.generate` and
+    our own decoding loop see the same model. Returns the hook's handle (`.remove()` undoes it)."""
+    import torch
+
+    def hook(_module, _args, kwargs, output):
+        mask, ids = kwargs.get("attention_mask"), kwargs.get("input_ids")
+        if mask is None or ids is None or ids.shape[1] != 1:  # prefill: the answer has not begun
+            return output
+        done = mask.sum(-1) % period == 0
+        logits = output.logits[:, -1]
+        logits[done] = torch.finfo(logits.dtype).min
+        logits[done, eos_token_id] = 0.0
+        return output
+
+    return model.register_forward_hook(hook, with_kwargs=True)

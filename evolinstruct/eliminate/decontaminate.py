@@ -1,5 +1,9 @@
 """Benchmark decontamination: flag training records that overlap a benchmark problem.
 
+Every problem of each benchmark that could be evaluated is indexed (for MBPP all 974 of the full
+release, not only the test split), with its prompt text, reference solution and test asserts as
+separate fields, so a report names the problem, the field matched and the overlapping text.
+
 The practice of the code-LLM literature: text is normalised (lower case, words only, so whitespace,
 punctuation and formatting changes do not hide a match) and a record is contaminated when it
 shares a word n-gram of length `ngram` (13 by default, as in GPT-3's and many later analyses)
@@ -60,11 +64,22 @@ def informative_windows(tokens: Sequence[str], n: int) -> np.ndarray:
     return sums * 2 >= n
 
 
+def _solution_windows(ids: np.ndarray, tokens: Sequence[str], n: int) -> np.ndarray:
+    """The informative n-grams of a text, plus (code) each n-gram that starts at a `def`: a
+    function's name, parameters and first statements are specific even when digits fill them."""
+    grams = window_hashes(ids, n)
+    keep = informative_windows(tokens, n)
+    for i, token in enumerate(tokens[: len(grams)]):
+        if token == "def":
+            keep[i] = True
+    return grams[keep]
+
+
 @dataclass(frozen=True)
 class Overlap:
     benchmark: str
     task_id: str
-    field: str  # which benchmark text matched: "prompt" or "solution"
+    field: str  # which benchmark text matched: "prompt", "solution" or "test"
     record_field: str  # which record text: "instruction" or "output"
     text: str  # the overlapping words
 
@@ -84,16 +99,10 @@ class Decontaminator:
         self.sources: list[tuple[str, str, str]] = []  # (benchmark, task_id, field)
         for name, problems in sorted(benchmarks.items()):
             for problem in problems:
-                for field, text in (("prompt", problem.prompt), ("solution", problem.reference)):
-                    tokens = words(text)
-                    # Code is full of idioms (a prime test, gcd, a swap) that any corpus shares; a
-                    # solution only counts as leaked through a long overlap, and never whole if short.
-                    size = min(ngram, len(tokens)) if field == "prompt" else solution_ngram
-                    if len(tokens) < max(min_words, size):
-                        continue
+                for field, tokens, size, grams_of in self._fields(problem):
                     ids = np.fromiter((self.vocab.setdefault(t, len(self.vocab) + 1) for t in tokens),
                                       dtype=np.uint64, count=len(tokens))
-                    grams = window_hashes(ids, size)[informative_windows(tokens, size)]
+                    grams = grams_of(ids)
                     if not len(grams):
                         continue
                     hashes, owners = per_length.setdefault(size, ([], []))
@@ -106,6 +115,33 @@ class Decontaminator:
             joined = np.concatenate(hashes)
             order = np.argsort(joined, kind="stable")
             self.index[size] = (joined[order], np.concatenate(owners)[order])
+
+    def _fields(self, problem: Problem):
+        """(field, tokens, n-gram size, tokens -> n-gram hashes) for each indexed text of `problem`.
+
+        * prompt: its 13-grams (a whole prompt of 8-12 words as one n-gram);
+        * solution: its 25-grams; a shorter solution (8-24 words) that defines a function, whole;
+        * test: each assert of 8 or more words, its first 25 words as one n-gram (the call and its
+          arguments: specific, though its digits would fail the informative-window rule).
+        """
+        for field, text in (("prompt", problem.prompt), ("solution", problem.reference)):
+            tokens = words(text)
+            size = min(self.ngram if field == "prompt" else self.solution_ngram, len(tokens))
+            if len(tokens) < max(self.min_words, size):
+                continue
+            if field == "solution" and size < self.solution_ngram:
+                if "def" not in tokens:
+                    continue
+                # A short solution (MBPP's are often 10-20 words) counts only whole, with its
+                # function's name: `def freq_count list1 ... return freq_count` is no idiom.
+                yield field, tokens, size, lambda ids, n=size: window_hashes(ids, n)
+                continue
+            yield field, tokens, size, lambda ids, t=tokens, n=size: _solution_windows(ids, t, n)
+        for line in problem.test.splitlines():
+            tokens = words(line)
+            if line.lstrip().startswith("assert") and len(tokens) >= self.min_words:
+                size = min(self.solution_ngram, len(tokens))
+                yield "test", tokens, size, lambda ids, n=size: window_hashes(ids[:n], n)
 
     def check(self, instruction: str, output: str) -> list[Overlap]:
         return self.check_many([(instruction, output)])[0]

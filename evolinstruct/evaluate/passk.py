@@ -27,3 +27,9 @@ def mean_pass_at_k(counts: Mapping[str, tuple[int, int]], ks: Iterable[int]) -> 
         if counts and all(n >= k for n, _ in counts.values()):
             result[f"pass@{k}"] = sum(pass_at_k(n, c, k) for n, c in counts.values()) / len(counts)
     return result
+
+
+def missing_k(counts: Mapping[str, tuple[int, int]], ks: Iterable[int]) -> dict[int, int]:
+    """The k that `mean_pass_at_k` cannot report, each with the fewest samples a problem has (k > n)."""
+    fewest = min((n for n, _ in counts.values()), default=0)
+    return {k: fewest for k in ks if k > fewest}

@@ -3,7 +3,11 @@
 A supervisor process (the "zygote") is started once, in a new network namespace (`unshare -n`)
 where the OS allows it. For each program it forks a child, which, before running anything:
 * drops to `nobody` when we are root (so it cannot touch our files or signal the supervisor or us);
-* starts its own session and process group, killed whole on timeout and when it ends;
+* runs under a keeper that keeps our uid: in a new PID namespace under its own init where the OS
+  allows (when the program ends, the kernel kills everything left in the namespace), and as a
+  child subreaper everywhere (whatever is left is reparented to the keeper and killed), so no
+  process a program starts outlives its sample, `setsid()` and double forks included;
+* starts its own session and process group, killed on timeout;
 * sets rlimits on CPU time, address space, file size, open files and processes;
 * moves into its own empty temporary folder, with stdin closed and output going to a file there
   (capped by the file-size limit; more than `max_output_bytes` fails the program);
@@ -66,6 +70,82 @@ def reap():
         if job is not None:
             say({"id": job, "status": status})
 
+CLONE_NEWPID, PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG = 0x20000000, 36, 1
+
+import ctypes
+LIBC = ctypes.CDLL(None, use_errno=True)  # loaded once here, not in every forked job
+
+def children_of(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as handle:
+                    stat = handle.read()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(b")") + 2 :].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+def keeper(job):
+    # The job's keeper: it stays out of the program's reach (it keeps our uid) and makes sure
+    # nothing the program started outlives it. Where the OS allows, the program runs in a new PID
+    # namespace under a small init of its own: when the program ends, the init exits and the
+    # kernel kills every process left in the namespace, setsid() and double forks included.
+    # Everywhere, the keeper is also a child subreaper: whatever is left is reparented to it and
+    # killed before it reports the job's status.
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        os.setsid()
+        LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        if job["pid_namespace"]:
+            LIBC.unshare(CLONE_NEWPID)
+        init = os.fork()
+    except BaseException:
+        os._exit(125)
+    if init == 0:
+        namespace_init(job)
+    try:
+        os.write(1, (json.dumps({"id": job["id"], "program": init}) + "\n").encode())
+        _, status = os.waitpid(init, 0)
+        while True:  # reap and kill whatever is left, until the keeper has no child
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0]:
+                    continue  # reaped one; look again
+            except ChildProcessError:
+                break  # no child left: the usual case, found without reading /proc
+            for pid in children_of(os.getpid()):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.001)
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+        if code > 128:  # end the way the program ended, so the verdict can say so
+            try:
+                signal.signal(code - 128, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+            os.kill(os.getpid(), code - 128)
+        os._exit(code)
+    finally:
+        os._exit(1)
+
+def namespace_init(job):
+    # PID 1 of the program's namespace (or a plain parent where there is none): it runs the
+    # program as its child, so the program is an ordinary process (signals to itself work as
+    # anywhere), and exits with its status (128 + signal when killed).
+    try:
+        LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        program = os.fork()
+        if program == 0:
+            child(job)
+        _, status = os.waitpid(program, 0)
+        os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+    finally:
+        os._exit(125)
+
 def child(job):
     try:
         os.setsid()
@@ -73,6 +153,7 @@ def child(job):
             os.setgroups([])
             os.setgid(job["drop"])
             os.setuid(job["drop"])
+        LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # after the drop, which clears it
         os.mkdir(job["dir"], 0o700)
         os.chdir(job["dir"])
         null = os.open(os.devnull, os.O_RDONLY)
@@ -149,7 +230,7 @@ for line in sys.stdin:
         say({"id": job["id"], "error": "could not fork"})
         continue
     if pid == 0:
-        child(job)
+        keeper(job)
     with lock:
         status = finished.pop(pid, None)
         if status is None:
@@ -209,14 +290,16 @@ def network_isolated() -> bool:
 
 
 class _Job:
-    __slots__ = ("id", "index", "token", "workdir", "deadline", "pid", "status", "error", "timed_out", "started")
+    __slots__ = ("id", "index", "token", "workdir", "deadline", "pid", "program", "status", "error", "timed_out",
+                 "started")
 
     def __init__(self, job_id: int, index: int, workdir: str, timeout: float) -> None:
         self.id, self.index, self.workdir = job_id, index, workdir
         self.token = secrets.token_hex(16)
         self.started = time.monotonic()
         self.deadline = self.started + timeout
-        self.pid: int | None = None
+        self.pid: int | None = None  # the job's keeper
+        self.program: int | None = None  # the program, the keeper's child
         self.status: int | None = None
         self.error: str | None = None
         self.timed_out = False
@@ -270,7 +353,8 @@ class Supervisor:
         outcomes: list[Outcome | None] = [None] * len(programs)
         live: dict[int, _Job] = {}
         waiting = iter(range(len(programs)))
-        settings = {"drop": self.drop, "block_sockets": not self.isolated, "limits": asdict(limits)}
+        settings = {"drop": self.drop, "block_sockets": not self.isolated, "limits": asdict(limits),
+                    "pid_namespace": True}
 
         def submit(count: int) -> None:
             lines = []
@@ -295,9 +379,18 @@ class Supervisor:
                         if job.pid is None:
                             inbox.put({"id": job.id, "error": SUPERVISOR_DIED_REASON})
 
+        def stop(job: _Job) -> None:
+            """Kill the program (and its group); its keeper then kills what it left and exits."""
+            if job.program is not None:
+                _kill_group(job.program)
+                _kill(job.program)
+            elif job.pid is not None:
+                _kill_group(job.pid)
+
         def finish(job: _Job) -> None:
-            if job.pid is not None:
-                _kill_group(job.pid)  # whatever the program left running dies with it
+            for pid in (job.pid, job.program):
+                if pid is not None:
+                    _kill_group(pid)  # the keeper has ended; this is a backstop
             outcome = self._verdict(job, limits, time.monotonic() - job.started)
             shutil.rmtree(job.workdir, ignore_errors=True)
             with self.lock:
@@ -316,10 +409,11 @@ class Supervisor:
                 message = None
             if message is not None and message["id"] in live:
                 job = live[message["id"]]
-                if "pid" in message:
-                    job.pid = message["pid"]
+                if "pid" in message or "program" in message:
+                    job.pid = message.get("pid", job.pid)
+                    job.program = message.get("program", job.program)
                     if job.timed_out:
-                        _kill_group(job.pid)
+                        stop(job)
                 elif "status" in message:
                     job.status = message["status"]
                     finish(job)
@@ -336,8 +430,7 @@ class Supervisor:
                     continue
                 job.timed_out = True
                 job.deadline = now + 5.0  # grace for the exit status after the kill
-                if job.pid is not None:
-                    _kill_group(job.pid)
+                stop(job)
         return [outcome for outcome in outcomes if outcome is not None]
 
     @staticmethod
@@ -374,6 +467,13 @@ class Supervisor:
 def _kill_group(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
 

@@ -69,8 +69,9 @@ def score_samples(
     limits: Limits | None = None,
     workers: int = 0,
     options: Mapping[str, Any] | None = None,
-) -> tuple[dict[str, float], Path, int]:
-    """Run every sample, write the results file, and return (pass@k, results path, problems covered).
+) -> tuple[dict[str, float], Path, dict[str, tuple[int, int]]]:
+    """Run every sample, write the results file, and return (pass@k, results path, samples and
+    passes per problem covered).
 
     pass@k is reported only for the k that every covered problem has enough samples for."""
     import threading
@@ -88,4 +89,4 @@ def score_samples(
     warm.join()
     out_path = out_path or Path(f"{samples_path}_results.jsonl")
     counts, _ = score_programs(f"{benchmark_name} samples", samples, programs, out_path, limits or Limits(), workers)
-    return mean_pass_at_k(counts, ks), out_path, len(counts)
+    return mean_pass_at_k(counts, ks), out_path, counts
