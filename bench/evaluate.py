@@ -35,10 +35,11 @@ def write_samples(path: Path, with_timeouts: bool) -> list[dict]:
 def run_ours(path: Path) -> tuple[float, list[dict]]:
     from evolinstruct.evaluate.sandbox import Limits
     from evolinstruct.evaluate.scoring import score_samples
+    from evolinstruct.registry import get_registry
 
     out = path.with_name(path.name + ".ours.jsonl")
     started = time.monotonic()
-    score_samples(path, "humaneval", [1], out, Limits(timeout=3.0))
+    score_samples(path, get_registry().pick("benchmark", "humaneval"), [1], out, Limits(timeout=3.0))
     seconds = time.monotonic() - started
     return seconds, [json.loads(line) for line in out.read_text().splitlines()]
 

@@ -340,7 +340,7 @@ def test_a_benchmark_that_raises_stops_eval_samples_naming_its_plugin(registry, 
     samples = tmp_path / "samples.jsonl"
     samples.write_text('{"task_id": "x/0", "completion": "pass"}\n')
     with caplog.at_level(logging.ERROR), pytest.raises(PluginError) as caught:
-        score_samples(samples, "broken_bench", [1])
+        score_samples(samples, registry.pick("benchmark", "broken_bench"), [1])
     assert str(caught.value).startswith("benchmark 'broken_bench' of plugin 'bad_bench' (registered in-process) "
                                         "raised KeyError: 'problems'")
     assert "Traceback" in caplog.text

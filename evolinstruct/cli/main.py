@@ -228,10 +228,12 @@ def eval_samples(samples: Path, benchmark: str, ks: list[int], out: Path | None,
     from evolinstruct.evaluate.passk import missing_k
     from evolinstruct.evaluate.sandbox import Limits
     from evolinstruct.evaluate.scoring import score_samples
+    from evolinstruct.registry import get_registry
 
     options = {"path": str(problem_file)} if problem_file else {}
+    plugin = get_registry().pick("benchmark", benchmark)
     try:
-        scores, path, counts = score_samples(samples, benchmark, ks, out, Limits(timeout=timeout), workers, options)
+        scores, path, counts = score_samples(samples, plugin, ks, out, Limits(timeout=timeout), workers, options)
     except BenchmarkUnavailable as exc:
         raise EvolError(exc.message, f"{exc.source}, and pass it with --problem-file FILE") from None
     click.echo(f"wrote {path}; {len(counts)} problems")

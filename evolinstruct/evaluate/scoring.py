@@ -15,11 +15,12 @@ from typing import Any
 
 from evolinstruct.core.atomic import atomic_open
 from evolinstruct.core.errors import EvolError, RecordError
+from evolinstruct.core.plugin_code import plugin_code
 from evolinstruct.core.progress import Progress
 from evolinstruct.core.records import iter_json_lines
+from evolinstruct.evaluate.benchmarks import Benchmark
 from evolinstruct.evaluate.passk import mean_pass_at_k
 from evolinstruct.evaluate.sandbox import Limits, Outcome, run_many
-from evolinstruct.registry import get_registry, plugin_code
 
 
 def read_samples(path: Path, task_ids: set[str]) -> list[dict[str, Any]]:
@@ -63,7 +64,7 @@ def score_programs(
 
 def score_samples(
     samples_path: Path,
-    benchmark_name: str,
+    benchmark: Benchmark,
     ks: Sequence[int] = (1,),
     out_path: Path | None = None,
     limits: Limits | None = None,
@@ -73,14 +74,15 @@ def score_samples(
     """Run every sample, write the results file, and return (pass@k, results path, samples and
     passes per problem covered).
 
-    pass@k is reported only for the k that every covered problem has enough samples for."""
+    pass@k is reported only for the k that every covered problem has enough samples for. `benchmark`
+    is the plugin object (`Registry.pick("benchmark", name)`)."""
     import threading
 
     from evolinstruct.evaluate.sandbox import supervisor
 
     warm = threading.Thread(target=supervisor, daemon=True)  # start the sandbox while problems load
     warm.start()
-    benchmark = get_registry().pick("benchmark", benchmark_name)
+    benchmark_name = benchmark.name
     with plugin_code("benchmark", benchmark_name):  # a benchmark's bug is named, with its plugin
         problems = {p.task_id: p for p in benchmark.load(dict(options or {}))}
     samples = read_samples(samples_path, set(problems))
