@@ -34,6 +34,9 @@ ELSEWHERE = {
     "dvc exp show": "tests/test_real_path.py::test_real_seed_data_through_an_openai_compatible_server_then_sft_and_evaluate "
                     "and tests/test_ablation.py::test_the_documented_exp_show_commands_show_pass_at_1",
     "dvc plots show": "tests/test_real_path.py::test_real_seed_data_through_an_openai_compatible_server_then_sft_and_evaluate",
+    "cp ~/Downloads/code_alpaca_20k.json": "tests/test_real_path.py (the Code Alpaca sample copied into data/raw/)",
+    "dvc exp run -S seed.source=": "tests/test_real_path.py::test_real_seed_data_through_an_openai_compatible_server_then_sft_and_evaluate "
+                                   "(the same overrides, with the loopback server's address and tiny models)",
     "dvc exp run -S rounds=4": "tests/test_ablation.py (one more round pays for that round only)",
     "dvc exp run --queue": "tests/test_ablation.py (queued rounds and family sweeps)",
     "dvc queue": "tests/test_ablation.py",
