@@ -6,9 +6,10 @@ import json
 import pytest
 import yaml
 from evolinstruct.stages import evaluate as stage
-from evolinstruct.stages.evaluate import EvaluateParams, resolve_protocol
+from evolinstruct.stages.evaluate import resolve_protocol
 
 from evolinstruct.core.errors import ParamsError
+from evolinstruct.core.params import EvaluateParams, parse_group
 
 
 def test_protocols_set_the_sampling_and_custom_is_the_only_way_to_choose_it():
@@ -22,8 +23,9 @@ def test_protocols_set_the_sampling_and_custom_is_the_only_way_to_choose_it():
     assert resolve_protocol(EvaluateParams(max_new_tokens=48)).label == "greedy+max_new_tokens=48"
     with pytest.raises(ParamsError, match="evaluate.n_samples: 20 is set, but protocol 'greedy' fixes it"):
         resolve_protocol(EvaluateParams(n_samples=20))
-    with pytest.raises(ParamsError, match="evaluate.protocol: expected one of greedy, paper_sampled, custom"):
-        resolve_protocol(EvaluateParams(protocol="sampled"))
+    with pytest.raises(ParamsError, match="evaluate.protocol: \"sampled\" should be 'greedy', 'paper_sampled' or "
+                                          "'custom'; did you mean 'paper_sampled'"):
+        parse_group(EvaluateParams, {"protocol": "sampled"}, "evaluate")
 
 
 def test_paper_sampled_end_to_end_on_a_tiny_model(tiny_model, tmp_path, monkeypatch):
@@ -38,7 +40,7 @@ def test_paper_sampled_end_to_end_on_a_tiny_model(tiny_model, tmp_path, monkeypa
     metrics = json.loads((tmp_path / "metrics/evaluate.json").read_text())
     assert metrics == {"humaneval": {"pass@1": metrics["humaneval"]["pass@1"], "problems": 2,
                                      "protocol": "paper_sampled+max_new_tokens=8", "prompt": "wizardcoder-v1",
-                                     "set": "all"}}
+                                     "set": "all"}, "plugins": "evolinstruct==0.1.0"}
     report = json.loads((tmp_path / "reports/evaluate.json").read_text())["humaneval"]
     assert report["samples"] == 40 and report["settings"]["n"] == 20 and report["settings"]["temperature"] == 0.2
     rows = [json.loads(line) for line in (tmp_path / "data/eval/humaneval.jsonl").read_text().splitlines()]
