@@ -16,3 +16,4 @@ EVAL = Path("data/eval")
 METRICS = Path("metrics")
 PLOTS = Path("plots")
 STATE = Path(".evolinstruct")  # caches and checkpoints: not DVC outputs, never holds secrets
+REPORTS = Path("reports")  # detail behind metrics/: normal stage outputs

@@ -34,7 +34,8 @@ class Step:
     micro_batches: tuple[tuple[int, ...], ...]
     #: Response (loss) tokens of the whole global batch, over every rank: the loss denominator.
     response_tokens: int
-    #: Tokens of this rank's examples, and what the micro-batches compute including padding.
+    #: Over the whole global batch (every rank): its tokens, what its micro-batches compute including
+    #: padding, and its examples. Counted from the plan, so nothing waits on the device.
     real_tokens: int
     computed_tokens: int
     examples: int
@@ -111,12 +112,12 @@ def plan_epoch(lengths: Sequence[int], response_tokens: Sequence[int], global_ba
         raise ValueError(f"the micro-batch token budget {budget} is below the longest example ({longest} tokens)")
     steps = []
     for batch in global_batches(len(lengths), global_batch_size, seed, epoch):
-        mine = split(lengths, batch, world, budget, padding_free)[rank]
+        ranks = split(lengths, batch, world, budget, padding_free)
         steps.append(Step(
-            micro_batches=tuple(tuple(m) for m in mine),
+            micro_batches=tuple(tuple(m) for m in ranks[rank]),
             response_tokens=sum(response_tokens[i] for i in batch),
-            real_tokens=sum(lengths[i] for m in mine for i in m),
-            computed_tokens=sum(cost(lengths, m, padding_free) for m in mine),
-            examples=sum(len(m) for m in mine),
+            real_tokens=sum(lengths[i] for i in batch),
+            computed_tokens=sum(cost(lengths, m, padding_free) for mine in ranks for m in mine),
+            examples=len(batch),
         ))
     return steps

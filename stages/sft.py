@@ -1,8 +1,14 @@
-"""Stage `sft`: fine-tune the base model on the merged set with TRL's SFTTrainer, in the paper's format.
+"""Stage `sft`: fine-tune the base model on the merged set, in the paper's format, at the speed the
+hardware allows.
 
-Runs unchanged on a laptop CPU, one GPU, or many GPUs under `accelerate launch` (with the DeepSpeed
-configs in configs/). Resumes from its last checkpoint when interrupted. Writes models/sft/ (weights,
-tokenizer, training_config.json), metrics/sft.json and plots/sft_loss.json.
+Each optimizer step sees `global_batch_size` examples, split into micro-batches by a token budget;
+by default the examples of a micro-batch are concatenated without padding, with an attention
+kernel that the stage has checked keeps them apart (evolinstruct.sft_model); the loss is
+normalised by the response tokens of the whole global batch (evolinstruct.sft_batching,
+evolinstruct.sft_trainer). Runs unchanged on a laptop CPU, one GPU, or many GPUs under
+`accelerate launch` (with the DeepSpeed configs in configs/). Resumes from its last checkpoint when
+interrupted. Writes models/sft/ (weights, tokenizer, training_config.json), metrics/sft.json (a few
+headline numbers), reports/sft.json (the detail) and plots/sft_loss.json.
 
 Params: the `sft` group. Paper defaults (WizardCoder): lr 2e-5, 3 epochs, max length 2048,
 30 warmup steps, cosine schedule, global batch 512.
@@ -11,6 +17,7 @@ Params: the `sft` group. Paper defaults (WizardCoder): lr 2e-5, 3 epochs, max le
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -18,6 +25,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from evolinstruct import paths
 from evolinstruct.atomic import write_json
@@ -25,7 +33,6 @@ from evolinstruct.errors import EvolError
 from evolinstruct.params import read_group
 from evolinstruct.sft_model import (
     base_commit,
-    check_packing,
     check_quantization,
     load_for_training,
     lora_config,
@@ -45,27 +52,31 @@ class SFTParams:
     epochs: float = 3.0
     #: Stop after this many optimizer steps (-1 = run all epochs); for smoke tests and demos.
     max_steps: int = -1
+    #: Longer examples are truncated to it (dropped when no response token is left); both counted.
     max_length: int = 2048
     warmup_steps: int = 30
     lr_scheduler: str = "cosine"
-    #: Target global batch = per-device batch x gradient accumulation x world size; the stage derives
-    #: the accumulation from it.
+    #: Examples per optimizer step, over all devices, however they are split into micro-batches.
     global_batch_size: int = 512
-    per_device_batch_size: int = 4
+    #: Token budget of one micro-batch (its tokens packed, or longest x count padded); 0 = automatic
+    #: from the model size and free memory. Must cover the longest example (max_length).
+    micro_batch_tokens: int = 0
     weight_decay: float = 0.0
     #: "auto" = bf16 on GPUs that support it, else fp16 on GPU (the paper's), fp32 on CPU.
     precision: str = "auto"
-    gradient_checkpointing: bool = True
+    #: "auto" = on only when memory needs it (the decision is logged), or true / false.
+    gradient_checkpointing: bool | str = "auto"
     logging_steps: int = 10
     save_steps: int = 200
     seed: int = 42
     #: A DeepSpeed JSON config (configs/zero2.json, configs/zero3.json); empty = none.
     deepspeed: str = ""
-    #: Attention kernel: "" = the model's default (sdpa), or flash_attention_2 (needed for packing).
+    #: Attention kernel: "" = the fastest one that keeps packed examples apart (flash_attention_2,
+    #: flex_attention, sdpa, eager, probed in that order), or a name to use that one.
     attn_implementation: str = ""
-    #: Padding-free packing (no pad tokens, position ids restart per example). Refused unless
-    #: attn_implementation is a flash-attention kernel, which keeps examples from attending to each other.
-    packing: bool = False
+    #: Padding-free micro-batches (examples concatenated, position ids restarting per example) when an
+    #: attention path passes the probe that packed logits equal lone ones; false = length-bucketed padding.
+    packing: bool = True
     #: LoRA rank; 0 = full fine-tuning (the paper's). With LoRA, models/sft/ holds the merged model
     #: and the adapter in models/sft/adapter/.
     lora_r: int = 0
@@ -74,16 +85,14 @@ class SFTParams:
     lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
     #: "none", or "4bit" / "8bit" for QLoRA (bitsandbytes, CUDA only; needs lora_r > 0).
     quantization: str = "none"
+    #: Liger kernels (fused linear cross-entropy: no logits in memory); needs `pip install liger-kernel`.
+    liger_kernels: bool = False
+    #: torch.compile the model (a compile per new micro-batch shape; pays off on long GPU runs).
+    torch_compile: bool = False
 
 
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def accumulation_steps(params: SFTParams, devices: int) -> int:
-    """Gradient accumulation that brings per-device batch x devices closest to the global batch."""
-    per_step = params.per_device_batch_size * devices
-    return max(1, round(params.global_batch_size / per_step))
 
 
 def file_hash(path: Path) -> str:
@@ -106,47 +115,114 @@ def precision_flags(precision: str) -> dict[str, bool]:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
-def checkpointing_flag(config_class: type, enabled: bool) -> dict[str, bool]:
-    """transformers 5 renamed gradient_checkpointing to activation_checkpointing; use what exists."""
+def checkpointing_flag(config_class: type, enabled: bool) -> dict[str, Any]:
+    """transformers 5 renamed gradient_checkpointing to activation_checkpointing; use what exists.
+    Non-reentrant checkpointing also works with LoRA's frozen inputs."""
     fields = getattr(config_class, "__dataclass_fields__", {})
-    return {"activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing": enabled}
+    name = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    return {name: enabled, f"{name}_kwargs": {"use_reentrant": False} if enabled else None}
+
+
+def check_params(params: SFTParams) -> None:
+    """The sft values that can be wrong before anything heavy is loaded."""
+    if params.gradient_checkpointing not in (True, False, "auto"):
+        raise EvolError(f"params.yaml: sft.gradient_checkpointing: expected auto, true or false, "
+                        f"got {params.gradient_checkpointing!r}")
+    if params.micro_batch_tokens and params.micro_batch_tokens < params.max_length:
+        raise EvolError(f"params.yaml: sft.micro_batch_tokens: {params.micro_batch_tokens} is below "
+                        f"sft.max_length ({params.max_length}), so the longest example could not fit",
+                        "set it to at least sft.max_length, or 0 for automatic")
+    if params.global_batch_size < 1 or params.max_length < 1:
+        raise EvolError("params.yaml: sft.global_batch_size and sft.max_length must be at least 1")
+    if params.liger_kernels and importlib.util.find_spec("liger_kernel") is None:
+        raise EvolError("params.yaml: sft.liger_kernels: the liger-kernel package is not installed",
+                        "pip install liger-kernel, or set sft.liger_kernels: false")
+    check_quantization(params.quantization, params.lora_r)
+
+
+def pick_attention(params: SFTParams, config: Any, device: str, dtype: Any) -> str | None:
+    """The attention implementation for padding-free batches, or None for the padded fallback."""
+    from evolinstruct.sft_model import attention_candidates, choose_attention, packed_logit_gaps, probe_model
+    from evolinstruct.sft_trainer import padding_free_collator
+
+    examples = [[7, 8, 9, 10, 11], list(range(20, 33)), [40, 41, 42, 43, 44, 45, 46, 47, 48]]
+
+    def probe(name: str) -> tuple[float, float]:
+        model = probe_model(config, name, device, dtype)
+        return packed_logit_gaps(model, examples, padding_free_collator(name.startswith("flash")), device)
+
+    return choose_attention(attention_candidates(params.attn_implementation, device.startswith("cuda")), probe)
 
 
 def main() -> None:
     params = read_group(SFTParams, "sft")
-    check_packing(params.packing, params.attn_implementation)  # before the heavy imports: fail fast
-    check_quantization(params.quantization, params.lora_r)
+    check_params(params)  # before the heavy imports: fail fast
     from evolinstruct import hf
 
     hf.quiet_transformers()
-    import datasets
+    import torch
+    from accelerate import PartialState
+    from transformers import AutoConfig, TrainingArguments
     from transformers.trainer_utils import get_last_checkpoint
-    from trl import SFTConfig, SFTTrainer
 
-    from evolinstruct.sft_data import tokenize_dataset
+    from evolinstruct.hf import revision_kwargs
+    from evolinstruct.sft_data import cached_tokenized
+    from evolinstruct.sft_trainer import BudgetTrainer, StepData, padded_collator, padding_free_collator, plan_memory
 
-    devices = world_size()
-    accumulation = accumulation_steps(params, devices)
-    effective = params.per_device_batch_size * devices * accumulation
-    log.info("global batch %d = %d per device x %d devices x %d accumulation steps (target %d)",
-             effective, params.per_device_batch_size, devices, accumulation, params.global_batch_size)
+    state = PartialState()
+    devices = state.num_processes
+    precision = precision_flags(params.precision)
+    half = precision.get("bf16") or precision.get("fp16")
+    dtype = torch.bfloat16 if precision.get("bf16") else torch.float16 if half else torch.float32
 
     data_hash = file_hash(paths.TRAIN_JSONL)
     tokenizer = hf.load_tokenizer(params.base_model, params.revision)
-    model = load_for_training(params.base_model, params.revision, params.attn_implementation, params.quantization)
-    dataset = tokenize_dataset(datasets.load_from_disk(str(paths.TRAIN_DATASET), keep_in_memory=True), tokenizer, params.max_length)
+    with state.main_process_first():  # one rank tokenizes (or reads the cache), the others then read it
+        dataset, lengths, cached = cached_tokenized(paths.TRAIN_DATASET, data_hash, tokenizer, params.max_length,
+                                                    paths.STATE / "sft-tokenized")
+    log.info("tokenized %d examples%s; %s", lengths.examples_in, " (from the cache)" if cached else "",
+             lengths.line(params.max_length))
+    if len(dataset) == 0:
+        raise EvolError(f"{paths.TRAIN_DATASET}: no example has a response token within sft.max_length")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # safe: labels are explicit, EOS is never masked
 
-    resolved = {**asdict(params), "accumulation_steps": accumulation, "effective_global_batch_size": effective,
-                "world_size": devices, "train_data_sha256": data_hash, "train_examples": len(dataset),
-                "base_model_commit": base_commit(model)}
+    config = AutoConfig.from_pretrained(params.base_model, **revision_kwargs(params.base_model, params.revision))
+    device = f"cuda:{state.local_process_index}" if torch.cuda.is_available() else "cpu"
+    attention = pick_attention(params, config, device, dtype) if params.packing else None
+    padding_free = attention is not None
+    if params.packing and not padding_free:
+        log.info("no attention implementation keeps packed examples apart here: padding instead, "
+                 "in micro-batches of examples of similar length")
+    model = load_for_training(params.base_model, params.revision, attention or params.attn_implementation or None,
+                              params.quantization)
+    if params.lora_r > 0:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora_config(params.lora_r, params.lora_alpha, params.lora_dropout,
+                                                  params.lora_target_modules))
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    shards = devices if params.deepspeed else 1
+    memory = plan_memory(config, total, trainable, params.max_length, params.micro_batch_tokens,
+                         params.gradient_checkpointing, bool(half), shards)
+    log.info("gradient checkpointing %s (%s)", "on" if memory.checkpointing else "off", memory.why)
+    budget = max(memory.micro_batch_tokens, max(dataset["length"]))
+    log.info("%s micro-batches of up to %d tokens, attention %s; %d examples per optimizer step over %d device(s)",
+             "padding-free" if padding_free else "padded", budget, attention or params.attn_implementation or "default",
+             params.global_batch_size, devices)
+
+    resolved = {**asdict(params), "world_size": devices, "train_data_sha256": data_hash,
+                "train_examples": len(dataset), "base_model_commit": base_commit(model),
+                "attention": attention, "padding_free": padding_free, "micro_batch_tokens": budget,
+                "gradient_checkpointing_on": memory.checkpointing}
     run_id = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:12]
     checkpoints = paths.STATE / "sft-checkpoints" / run_id
-    config = SFTConfig(
+    fused = not params.deepspeed and params.quantization == "none"
+    config_args = TrainingArguments(
         output_dir=str(checkpoints),
-        per_device_train_batch_size=params.per_device_batch_size,
-        gradient_accumulation_steps=accumulation,
+        per_device_train_batch_size=1,  # one item = one optimizer step of token-budget micro-batches
+        gradient_accumulation_steps=1,
         learning_rate=params.learning_rate,
         num_train_epochs=params.epochs,
         max_steps=params.max_steps,
@@ -154,32 +230,34 @@ def main() -> None:
         lr_scheduler_type=params.lr_scheduler,
         weight_decay=params.weight_decay,
         adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8,
-        **checkpointing_flag(SFTConfig, params.gradient_checkpointing),
+        optim="adamw_torch_fused" if fused else "adamw_torch",
+        **checkpointing_flag(TrainingArguments, memory.checkpointing),
         logging_steps=params.logging_steps,
+        logging_nan_inf_filter=False,  # it syncs with the device every step
         save_steps=params.save_steps,
         save_total_limit=2,
         seed=params.seed,
-        # Examples are tokenized and truncated already; padding-free mode refuses a max_length.
-        max_length=None if params.packing else params.max_length,
-        padding_free=params.packing,
-        dataset_kwargs={"skip_prepare_dataset": True},
         report_to=[],
         deepspeed=params.deepspeed or None,
         disable_tqdm=True,
-        **precision_flags(params.precision),
+        use_liger_kernel=params.liger_kernels,
+        torch_compile=params.torch_compile,
+        **precision,
     )
-    peft_config = (lora_config(params.lora_r, params.lora_alpha, params.lora_dropout, params.lora_target_modules)
-                   if params.lora_r > 0 else None)
-    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=peft_config)
+    collate = padding_free_collator(bool(attention and attention.startswith("flash"))) if padding_free \
+        else padded_collator(tokenizer.pad_token_id)
+    features = dataset.to_list()
+    steps = StepData(features, params.global_batch_size, devices, state.process_index, budget, padding_free,
+                     params.seed, collate, filler={"input_ids": [tokenizer.pad_token_id], "labels": [-100]})
+    trainer = BudgetTrainer(model=model, args=config_args, train_dataset=steps, processing_class=tokenizer,
+                            step_data=steps, dataloader_workers=2 if torch.cuda.is_available() else 0)
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.exists() else None
     if last:
         log.info("resuming from %s", last)
-    started = time.monotonic()
     result = trainer.train(resume_from_checkpoint=last)
-    wall = time.monotonic() - started
+    tally = trainer.tally
+    wall = time.monotonic() - (tally.started or time.monotonic())
 
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)  # before any merge
     staging = paths.SFT_MODEL.with_name(".sft.staging")
     # Every rank takes part: ZeRO-3 gathers the 16-bit weights here.
     save_merged(trainer, staging, params.base_model, params.revision, params.quantization != "none")
@@ -191,22 +269,44 @@ def main() -> None:
         shutil.rmtree(paths.SFT_MODEL)
     os.replace(staging, paths.SFT_MODEL)
 
-    steps = trainer.state.global_step
-    mean_length = sum(len(ids) for ids in dataset["input_ids"]) / max(1, len(dataset))
-    tokens = steps * min(effective, len(dataset)) * mean_length  # tokens the optimizer steps consumed
     losses = [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e]
     write_json(paths.PLOTS / "sft_loss.json", losses)
+    tokens_per_s = round(tally.real_tokens / wall, 1) if wall > 0 else 0.0
+    padding = 1 - tally.real_tokens / tally.computed_tokens if tally.computed_tokens else 0.0
     write_json(paths.METRICS / "sft.json", {
-        "train_loss": round(result.training_loss, 6),
-        "steps": steps,
+        "final_loss": round(losses[-1]["loss"], 6) if losses else None,
+        "tokens_per_s": tokens_per_s,
+        "examples_trained": len(dataset),
+        "examples_dropped_for_length": lengths.dropped_for_length,
+        "padding_share": round(padding, 4),
+        "steps": trainer.state.global_step,
+    })
+    write_json(paths.REPORTS / "sft.json", {
+        "train_loss_mean": round(result.training_loss, 6),
+        "steps_this_run": tally.steps,
+        "tokens_trained": tally.real_tokens,
+        "tokens_computed": tally.computed_tokens,
+        "example_passes": tally.examples,
         "wall_time_s": round(wall, 2),
-        "tokens_per_s": round(tokens / wall, 1) if wall > 0 else 0.0,
-        "effective_global_batch_size": effective,
-        "train_examples": len(dataset),
+        "tokens_per_s": tokens_per_s,
+        "examples_in": lengths.examples_in,
+        "examples_longer_than_max_length": lengths.longer_than_max_length,
+        "examples_truncated": lengths.longer_than_max_length - lengths.dropped_for_length,
+        "examples_dropped_for_length": lengths.dropped_for_length,
+        "tokenization_cached": cached,
+        "attention": attention or params.attn_implementation or "default",
+        "padding_free": padding_free,
+        "micro_batch_tokens": budget,
+        "gradient_checkpointing": memory.checkpointing,
+        "memory_plan": memory.why,
+        "global_batch_size": params.global_batch_size,
+        "world_size": devices,
         "trainable_parameters": trainable,
     })
     shutil.rmtree(checkpoints, ignore_errors=True)  # the run finished: its checkpoints are spent
-    log.info("saved the fine-tuned model to %s after %d steps in %.1fs", paths.SFT_MODEL, steps, wall)
+    log.info("saved the fine-tuned model to %s after %d steps; %d real tokens in %.1fs (%.0f tokens/s, "
+             "%.1f%% padding)", paths.SFT_MODEL, trainer.state.global_step, tally.real_tokens, wall, tokens_per_s,
+             100 * padding)
 
 
 if __name__ == "__main__":
