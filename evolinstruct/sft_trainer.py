@@ -179,8 +179,9 @@ class MemoryPlan:
 
 
 #: Largest automatic micro-batch: beyond this a GPU is saturated; on a CPU, where the dense
-#: block-diagonal mask makes attention grow with the square of the row, rows stay short.
-AUTO_CAP = {"cuda": 16384, "cpu": 2048}
+#: block-diagonal mask makes attention cost grow with the square of the row, rows stay short (an
+#: example longer than the budget is a micro-batch of its own).
+AUTO_CAP = {"cuda": 16384, "cpu": 1024}
 #: On a GPU, gradient checkpointing is turned on when micro-batches without it would hold fewer
 #: tokens than this (too little work per kernel to keep the GPU busy).
 GPU_MIN_TOKENS = 4096
@@ -225,6 +226,6 @@ def plan_memory(config: Any, total_params: int, trainable_params: int, max_lengt
     if requested_tokens:
         return MemoryPlan(requested_tokens, bool(checkpointing), why)
     fits = int(free_for_activations // per_token)
-    budget = max(max_length, min(cap, fits // 64 * 64))
+    budget = max(256, min(cap, fits // 64 * 64))
     why += f"; micro-batches of {budget} tokens (auto: {free_for_activations / 2**30:.1f} GiB for activations)"
     return MemoryPlan(budget, bool(checkpointing), why)

@@ -59,7 +59,7 @@ class SFTParams:
     #: Examples per optimizer step, over all devices, however they are split into micro-batches.
     global_batch_size: int = 512
     #: Token budget of one micro-batch (its tokens packed, or longest x count padded); 0 = automatic
-    #: from the model size and free memory. Must cover the longest example (max_length).
+    #: from the model size and free memory. An example longer than it is a micro-batch of its own.
     micro_batch_tokens: int = 0
     weight_decay: float = 0.0
     #: "auto" = bf16 on GPUs that support it, else fp16 on GPU (the paper's), fp32 on CPU.
@@ -128,12 +128,9 @@ def check_params(params: SFTParams) -> None:
     if params.gradient_checkpointing not in (True, False, "auto"):
         raise EvolError(f"params.yaml: sft.gradient_checkpointing: expected auto, true or false, "
                         f"got {params.gradient_checkpointing!r}")
-    if params.micro_batch_tokens and params.micro_batch_tokens < params.max_length:
-        raise EvolError(f"params.yaml: sft.micro_batch_tokens: {params.micro_batch_tokens} is below "
-                        f"sft.max_length ({params.max_length}), so the longest example could not fit",
-                        "set it to at least sft.max_length, or 0 for automatic")
-    if params.global_batch_size < 1 or params.max_length < 1:
-        raise EvolError("params.yaml: sft.global_batch_size and sft.max_length must be at least 1")
+    for key in ("global_batch_size", "max_length", "micro_batch_tokens"):
+        if getattr(params, key) < (0 if key == "micro_batch_tokens" else 1):
+            raise EvolError(f"params.yaml: sft.{key}: expected a positive integer, got {getattr(params, key)}")
     if params.liger_kernels and importlib.util.find_spec("liger_kernel") is None:
         raise EvolError("params.yaml: sft.liger_kernels: the liger-kernel package is not installed",
                         "pip install liger-kernel, or set sft.liger_kernels: false")
@@ -167,7 +164,13 @@ def main() -> None:
 
     from evolinstruct.hf import revision_kwargs
     from evolinstruct.sft_data import cached_tokenized
-    from evolinstruct.sft_trainer import BudgetTrainer, StepData, padded_collator, padding_free_collator, plan_memory
+    from evolinstruct.sft_trainer import (
+        BudgetTrainer,
+        StepData,
+        padded_collator,
+        padding_free_collator,
+        plan_memory,
+    )
 
     state = PartialState()
     devices = state.num_processes
@@ -207,7 +210,7 @@ def main() -> None:
     memory = plan_memory(config, total, trainable, params.max_length, params.micro_batch_tokens,
                          params.gradient_checkpointing, bool(half), shards)
     log.info("gradient checkpointing %s (%s)", "on" if memory.checkpointing else "off", memory.why)
-    budget = max(memory.micro_batch_tokens, max(dataset["length"]))
+    budget = memory.micro_batch_tokens
     log.info("%s micro-batches of up to %d tokens, attention %s; %d examples per optimizer step over %d device(s)",
              "padding-free" if padding_free else "padded", budget, attention or params.attn_implementation or "default",
              params.global_batch_size, devices)

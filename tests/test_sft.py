@@ -94,9 +94,9 @@ def test_lora_trains_adapters_only_and_saves_a_merged_model(tmp_path, tiny_model
     finish(path)
     curve = losses(path)
     assert sum(curve[-4:]) / 4 < sum(curve[:4]) / 4
-    metrics = json.loads((path / "metrics/sft.json").read_text())
+    report = json.loads((path / "reports/sft.json").read_text())
     full = json.loads((tmp_path / "models/sft/config.json").read_text())
-    assert 0 < metrics["trainable_parameters"] < full["hidden_size"] * full["vocab_size"]
+    assert 0 < report["trainable_parameters"] < full["hidden_size"] * full["vocab_size"]
     assert (path / "models/sft/adapter/adapter_config.json").exists()
     assert not (path / "models/sft/adapter_config.json").exists()  # the top level is a plain model
     assert reload_and_generate(path).completion_tokens > 0

@@ -35,7 +35,7 @@ def test_every_example_once_per_epoch_in_the_same_global_batches_whatever_the_sp
     assert [len(b) for b in batches] == [16] * 6 + [7]
     for padding_free in (True, False):
         for world in (1, 3):
-            for budget in (300, 1000, 5000):
+            for budget in (200, 300, 1000, 5000):  # 200: the longest examples go alone
                 per_rank = [plan_epoch(lengths, response, 16, world, r, budget, padding_free, 7, 0)
                             for r in range(world)]
                 for k, batch in enumerate(batches):
@@ -43,7 +43,8 @@ def test_every_example_once_per_epoch_in_the_same_global_batches_whatever_the_sp
                     seen = sorted(i for s in steps for mb in s.micro_batches for i in mb)
                     assert seen == sorted(batch)  # the global batch, no matter the split
                     assert len({len(s.micro_batches) for s in steps}) == 1  # ranks in lockstep
-                    assert all(cost(lengths, mb, padding_free) <= budget for s in steps for mb in s.micro_batches)
+                    assert all(cost(lengths, mb, padding_free) <= budget or len(mb) == 1
+                               for s in steps for mb in s.micro_batches)
                     assert steps[0].response_tokens == sum(response[i] for i in batch)
     assert global_batches(103, 16, seed=7, epoch=1) != batches  # reshuffled each epoch
 
