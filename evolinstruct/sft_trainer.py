@@ -75,7 +75,8 @@ class Tally:
     computed_tokens: int = 0
     examples: int = 0
     steps: int = 0
-    started: float | None = None
+    started: float | None = None  # wall clock at the first step
+    cpu_started: float = 0.0  # this process's CPU time at the first step (all threads)
 
 
 class StepData(torch.utils.data.Dataset):
@@ -141,7 +142,7 @@ class BudgetTrainer(Trainer):
 
     def training_step(self, model: Any, inputs: dict, num_items_in_batch: Any = None) -> torch.Tensor:
         if self.tally.started is None:
-            self.tally.started = time.monotonic()
+            self.tally.started, self.tally.cpu_started = time.monotonic(), time.process_time()
         model.train()
         if callable(getattr(self.optimizer, "train", None)):
             self.optimizer.train()
