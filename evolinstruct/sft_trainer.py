@@ -82,11 +82,14 @@ class Tally:
 class StepData(torch.utils.data.Dataset):
     """One item per optimizer step of the current epoch: this rank's collated micro-batches."""
 
-    def __init__(self, features: list[dict], global_batch_size: int, world: int, rank: int, budget: int,
+    def __init__(self, examples: Any, global_batch_size: int, world: int, rank: int, budget: int,
                  padding_free: bool, seed: int, collate: Callable[[list[dict]], dict], filler: dict) -> None:
-        self.features = features
-        self.lengths = [len(f["input_ids"]) for f in features]
-        self.response = [f["response_tokens"] for f in features]
+        """`examples`: the tokenized datasets.Dataset (input_ids, labels, length, response_tokens),
+        read per step from its Arrow table rather than held as Python lists (80k examples of 2k
+        tokens would be gigabytes of Python ints, copied into every dataloader worker)."""
+        self.examples = examples.select_columns(["input_ids", "labels"])
+        self.lengths = list(examples["length"])
+        self.response = list(examples["response_tokens"])
         self.args = dict(global_batch_size=global_batch_size, world=world, rank=rank, budget=budget,
                          padding_free=padding_free, seed=seed)
         self.collate, self.filler = collate, filler
@@ -103,8 +106,11 @@ class StepData(torch.utils.data.Dataset):
         step = self.steps[i]
         # An empty micro-batch (more micro-batches than examples on this rank) runs one masked token,
         # so that every rank still takes part in every forward (ZeRO-3 gathers weights there).
-        micro = [self.collate([{"input_ids": self.features[j]["input_ids"], "labels": self.features[j]["labels"]}
-                               for j in mb] or [self.filler]) for mb in step.micro_batches]
+        micro = []
+        for mb in step.micro_batches:
+            rows = self.examples[list(mb)] if mb else {"input_ids": [], "labels": []}
+            features = [{"input_ids": i, "labels": lab} for i, lab in zip(rows["input_ids"], rows["labels"], strict=True)]
+            micro.append(self.collate(features or [self.filler]))
         return {"micro_batches": micro, "response_tokens": step.response_tokens, "real_tokens": step.real_tokens,
                 "computed_tokens": step.computed_tokens, "examples": step.examples}
 

@@ -216,10 +216,12 @@ def main() -> None:
              params.global_batch_size, devices)
 
     resolved = {**asdict(params), "world_size": devices, "train_data_sha256": data_hash,
-                "train_examples": len(dataset), "base_model_commit": base_commit(model),
-                "attention": attention, "padding_free": padding_free, "micro_batch_tokens": budget,
-                "gradient_checkpointing_on": memory.checkpointing}
+                "train_examples": len(dataset), "base_model_commit": base_commit(model)}
+    # How steps are split (budget, attention, padding) does not change what a step computes, and the
+    # automatic budget follows free memory: a resumed run must find its checkpoints regardless.
     run_id = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:12]
+    resolved.update({"attention": attention, "padding_free": padding_free, "micro_batch_tokens": budget,
+                     "gradient_checkpointing_on": memory.checkpointing})
     checkpoints = paths.STATE / "sft-checkpoints" / run_id
     fused = not params.deepspeed and params.quantization == "none"
     config_args = TrainingArguments(
@@ -249,8 +251,7 @@ def main() -> None:
     )
     collate = padding_free_collator(bool(attention and attention.startswith("flash"))) if padding_free \
         else padded_collator(tokenizer.pad_token_id)
-    features = dataset.to_list()
-    steps = StepData(features, params.global_batch_size, devices, state.process_index, budget, padding_free,
+    steps = StepData(dataset, params.global_batch_size, devices, state.process_index, budget, padding_free,
                      params.seed, collate, filler={"input_ids": [tokenizer.pad_token_id], "labels": [-100]})
     trainer = BudgetTrainer(model=model, args=config_args, train_dataset=steps, processing_class=tokenizer,
                             step_data=steps, dataloader_workers=2 if torch.cuda.is_available() else 0)
