@@ -48,12 +48,13 @@ def test_the_length_limit_truncates_and_drops_and_says_how_many(tiny_model):
     rows = [{"instruction": "Add.", "output": "def add(a, b):\n    return a + b"},  # fits
             {"instruction": "Short.", "output": "x = 1\n" * 80},  # truncated, still has response tokens
             {"instruction": "Explain " + "in detail " * 80, "output": "Done."}]  # prompt alone is too long
-    data, report = tokenize_dataset(datasets.Dataset.from_list(rows), tok, max_length=48)
+    fits = len(tokenize_pair(tok, rows[0]["instruction"], rows[0]["output"], 10**6)["input_ids"])
+    data, report = tokenize_dataset(datasets.Dataset.from_list(rows), tok, max_length=fits)
     assert (report.examples_in, report.longer_than_max_length, report.dropped_for_length) == (3, 2, 1)
     assert len(data) == report.trained == 2
-    assert all(n <= 48 for n in data["length"]) and max(data["length"]) == 48
+    assert data["length"] == [fits, fits]
     assert data["response_tokens"] == [sum(label != IGNORE for label in row) for row in data["labels"]]
-    assert "2 of 3 examples are longer than sft.max_length=48: 1 truncated to it, 1 dropped" in report.line(48)
+    assert f"2 of 3 examples are longer than sft.max_length={fits}: 1 truncated to it, 1 dropped" in report.line(fits)
 
 
 def test_the_tokenized_set_is_cached_by_data_tokenizer_and_max_length(tmp_path, tiny_model):
