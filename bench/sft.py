@@ -9,7 +9,8 @@ padded:  the same stage with `sft.packing: false` (length-bucketed padding): its
 plain:   a plain PyTorch loop, no framework: the same tokens the stage trained, packed into full rows
          of the stage's micro-batch size with plain causal attention (examples may see each other:
          the cheapest possible attention, hence the limit), the same precision, fused AdamW, gradient
-         clipping, one optimizer step per global batch.
+         clipping, one optimizer step per global batch. Run twice (after the stage and after the
+         padded run); the faster of the two is the limit the ratios are taken against.
 
 tokens/s counts real (non-padding) tokens over the training wall time (first step to last). On a
 GPU it also reports model FLOPs utilisation: (6 x parameters x tokens + attention) / time / peak.
@@ -192,19 +193,23 @@ def bench_sft() -> dict:
         scaffold(folder, gpu)
         stage = run_stage(folder, **sft)
         stage_peak = peak_memory_mib(device)
-        padded = run_stage(folder, **sft, packing=False)
-        padded_peak = peak_memory_mib(device)
         examples, batches = trained_examples(folder, sft, steps)
         row = stage["report"]["micro_batch_tokens"]
-        plain = plain_loop(folder / "model", examples, batches, row, sft["learning_rate"], device,
-                           bf16=gpu and torch.cuda.is_bf16_supported())
+        bf16 = gpu and torch.cuda.is_bf16_supported()
+        plains = [plain_loop(folder / "model", examples, batches, row, sft["learning_rate"], device, bf16)]
         plain_peak = peak_memory_mib(device)
+        padded = run_stage(folder, **sft, packing=False)
+        padded_peak = peak_memory_mib(device)
+        # the plain loop again: on a shared machine the load drifts; the faster of the two is the limit
+        plains.append(plain_loop(folder / "model", examples, batches, row, sft["learning_rate"], device, bf16))
+        plain = max(plains, key=lambda run: run["tokens_per_s"])
         assert plain["tokens"] == stage["report"]["tokens_trained"], "the plain loop must train the same tokens"
         runs = {
             "stage": {**stage_summary(stage), "attention": stage["report"]["attention"], "micro_batch_tokens": row,
                       "gradient_checkpointing": stage["report"]["gradient_checkpointing"], "peak_memory_mib": stage_peak},
             "padded": {**stage_summary(padded), "peak_memory_mib": padded_peak},
-            "plain": {**plain, "peak_memory_mib": plain_peak},
+            "plain": {**plain, "peak_memory_mib": plain_peak,
+                      "tokens_per_s_each_run": [run["tokens_per_s"] for run in plains]},
         }
         if gpu:
             for name in runs:
