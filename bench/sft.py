@@ -16,7 +16,7 @@ a shared machine the load drifts from one run to the next (every run is reported
 
 tokens/s counts real (non-padding) tokens over the training wall time (first step to last). On a
 GPU it also reports model FLOPs utilisation: (6 x parameters x tokens + attention) / time / peak.
-On CPU a small Llama-shaped model; on a GPU a 1B-class one in bf16 (commit that result as
+On CPU a small Llama-shaped model, one thread for both paths (steadier on a shared machine); on a GPU a 1B-class one in bf16 (commit that result as
 bench/results/sft_gpu.json). Data: ../shared/data/code_alpaca_2k.json, generated when absent.
 """
 
@@ -187,6 +187,10 @@ def bench_sft() -> dict:
 
     gpu = torch.cuda.is_available()
     device = "cuda" if gpu else "cpu"
+    if not gpu:
+        # One thread for both paths: on a shared machine, a second thread that keeps being descheduled
+        # makes the other spin at every barrier, which swings timings by 2-4x from run to run.
+        torch.set_num_threads(1)
     steps = 20 if gpu else 4
     sft = {"base_model": "model", "learning_rate": 1e-3, "epochs": 1.0, "max_steps": steps, "max_length": 2048,
            "warmup_steps": 1, "global_batch_size": 64 if gpu else 32, "logging_steps": 1, "save_steps": 10_000,
@@ -229,6 +233,7 @@ def bench_sft() -> dict:
         "device": torch.cuda.get_device_name() if gpu else "cpu",
         "model": GPU_SHAPE if gpu else CPU_SHAPE,
         "precision": "bf16" if gpu else "fp32",
+        "cpu_threads": torch.get_num_threads(),
         "steps": steps, "global_batch_size": sft["global_batch_size"],
         "runs": runs,
         "ratio_stage_to_plain": round(runs["stage"]["tokens_per_s"] / plain["tokens_per_s"], 3),
