@@ -172,7 +172,8 @@ def main() -> None:
         plan_memory,
     )
 
-    state = PartialState()
+    # cpu=True on a CPU machine, or torchrun/accelerate's processes would not form one job there
+    state = PartialState(cpu=not torch.cuda.is_available())
     devices = state.num_processes
     precision = precision_flags(params.precision)
     half = precision.get("bf16") or precision.get("fp16")

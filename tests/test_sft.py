@@ -180,3 +180,23 @@ def test_the_stage_runs_unchanged_under_accelerate_launch(tmp_path, tiny_model):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((path / "metrics/sft.json").read_text())["steps"] == 4
     assert (path / "models/sft/config.json").exists()
+
+
+def test_two_processes_train_the_same_loss_curve_as_one(tmp_path, tiny_model):
+    """DDP over 2 CPU processes (gloo): each rank takes its share of every global batch and the loss is
+    normalised by the response tokens of the whole global batch, so the curve is the 1-process one."""
+    import sys
+
+    one = project(tmp_path / "one", tiny_model, max_steps=6, save_steps=100)
+    two = project(tmp_path / "two", tiny_model, max_steps=6, save_steps=100)
+    finish(one)
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "-m", "evolinstruct.stages.sft"], cwd=two, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "8 examples per optimizer step over 2 device(s)" in proc.stderr
+    assert losses(two) == pytest.approx(losses(one), abs=1e-4)
+    report = json.loads((two / "reports/sft.json").read_text())
+    assert report["world_size"] == 2
+    assert report["tokens_trained"] == json.loads((one / "reports/sft.json").read_text())["tokens_trained"]
