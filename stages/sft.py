@@ -123,6 +123,22 @@ def checkpointing_flag(config_class: type, enabled: bool) -> dict[str, Any]:
     return {name: enabled, f"{name}_kwargs": {"use_reentrant": False} if enabled else None}
 
 
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint whose trainer state was written (the Trainer writes it last), so that a
+    run killed while saving a checkpoint resumes from the one before instead of failing."""
+    def step(path: Path) -> int:
+        tail = path.name.rsplit("-", 1)[-1]
+        return int(tail) if tail.isdigit() else -1
+
+    for candidate in sorted(folder.glob("checkpoint-*"), key=step, reverse=True):
+        try:
+            json.loads((candidate / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        return str(candidate)
+    return None
+
+
 def check_params(params: SFTParams) -> None:
     """The sft values that can be wrong before anything heavy is loaded."""
     if params.gradient_checkpointing not in (True, False, "auto"):
@@ -160,7 +176,6 @@ def main() -> None:
     import torch
     from accelerate import PartialState
     from transformers import AutoConfig, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
 
     from evolinstruct.hf import revision_kwargs
     from evolinstruct.sft_data import cached_tokenized
@@ -256,7 +271,7 @@ def main() -> None:
                      params.seed, collate, filler={"input_ids": [tokenizer.pad_token_id], "labels": [-100]})
     trainer = BudgetTrainer(model=model, args=config_args, train_dataset=steps, processing_class=tokenizer,
                             step_data=steps, dataloader_workers=2 if torch.cuda.is_available() else 0)
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.exists() else None
+    last = last_complete_checkpoint(checkpoints)
     if last:
         log.info("resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=last)
