@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def bench_demo() -> dict:
-    from evolinstruct.demo import dvc_env, run_demo
+    from evolinstruct.demo.project import dvc_env, run_demo
 
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp) / "demo"

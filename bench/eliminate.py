@@ -45,7 +45,7 @@ def base_records() -> list[tuple[str, str]]:
 def build_project(folder: Path, total: int) -> None:
     from evolinstruct.plugins.benchmarks import HumanEval
 
-    from evolinstruct.records import evolved_record, seed_record, write_records
+    from evolinstruct.core.records import evolved_record, seed_record, write_records
 
     rng = random.Random(total)
     seeds = [seed_record(i, o) for i, o in base_records()]

@@ -33,8 +33,8 @@ def write_samples(path: Path, with_timeouts: bool) -> list[dict]:
 
 
 def run_ours(path: Path) -> tuple[float, list[dict]]:
-    from evolinstruct.sandbox import Limits
-    from evolinstruct.score_samples import score_samples
+    from evolinstruct.evaluate.sandbox import Limits
+    from evolinstruct.evaluate.scoring import score_samples
 
     out = path.with_name(path.name + ".ours.jsonl")
     started = time.monotonic()
@@ -85,7 +85,7 @@ def compare(with_timeouts: bool, repeats: int = 3) -> dict:
 
 def bench_evaluate() -> dict:
     os.environ.setdefault("TQDM_DISABLE", "1")
-    from evolinstruct.sandbox import network_isolated
+    from evolinstruct.evaluate.sandbox import network_isolated
 
     return {
         "isolation": {"network_namespace": network_isolated(), "drops_to_nobody": os.geteuid() == 0,

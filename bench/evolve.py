@@ -37,9 +37,9 @@ def stop_server(proc: subprocess.Popen) -> dict:
 def run_requests(url: str, timeout: float) -> dict:
     from evolinstruct.plugins.api_backends import OpenAIBackend
 
-    from evolinstruct.backends import Completion, EvolverConfig, Sampling
-    from evolinstruct.evolution import RequestRunner, RoundStats
-    from evolinstruct.request_cache import RequestCache
+    from evolinstruct.llm.backends import Completion, EvolverConfig, Sampling
+    from evolinstruct.evolve.rounds import RequestRunner, RoundStats
+    from evolinstruct.llm.request_cache import RequestCache
 
     os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
     config = EvolverConfig(model="bench", base_url=url + "/v1", max_concurrency=CONCURRENCY, max_retries=10,

@@ -50,7 +50,7 @@ def build_model(folder: Path, texts: list[str], shape: dict) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from evolinstruct.tiny import train_tokenizer
+    from evolinstruct.demo.tiny import train_tokenizer
 
     tokenizer = train_tokenizer(texts, shape["vocab"])
     dims = {k: v for k, v in shape.items() if k != "vocab"}
@@ -65,7 +65,7 @@ def build_model(folder: Path, texts: list[str], shape: dict) -> None:
 def scaffold(folder: Path, gpu: bool) -> None:
     import datasets
 
-    from evolinstruct.records import seed_record, write_records
+    from evolinstruct.core.records import seed_record, write_records
 
     pairs = [(i, o) for i, o in base_records() if o.strip()]
     records = [seed_record(i, o) for i, o in pairs]
@@ -96,9 +96,9 @@ def trained_examples(folder: Path, sft: dict, steps: int) -> tuple[list[dict], l
     """The tokenized examples and the global batches (example indices) the stage trained."""
     from evolinstruct.stages.sft import file_hash
 
-    from evolinstruct.hf import load_tokenizer
-    from evolinstruct.sft_batching import global_batches
-    from evolinstruct.sft_data import cached_tokenized
+    from evolinstruct.llm.hf import load_tokenizer
+    from evolinstruct.train.batching import global_batches
+    from evolinstruct.train.data import cached_tokenized
 
     os.chdir(folder)
     try:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from .dispatch import Control, Retry
+    from evolinstruct.llm.dispatch import Control, Retry
 
 
 @dataclass
@@ -125,7 +125,7 @@ class Backend:
         """Say whether `error` (raised by `complete`) is worth retrying: a `Retry` (with the server's
         retry-after, if any) or None for errors that would fail again (bad request, auth).
         The base class retries connection errors and malformed bodies."""
-        from .dispatch import MalformedResponse, Retry
+        from evolinstruct.llm.dispatch import MalformedResponse, Retry
 
         if isinstance(error, MalformedResponse | ConnectionError):
             return Retry()
@@ -133,7 +133,7 @@ class Backend:
 
     def control(self) -> Control:
         """How `complete_many` sends requests when the caller does not say: from `evolver` params."""
-        from .dispatch import Control, RateLimiter, RetryPolicy
+        from evolinstruct.llm.dispatch import Control, RateLimiter, RetryPolicy
 
         c = self.config
         return Control(
@@ -153,7 +153,7 @@ class Backend:
 
         Errors are passed to `on_done`, never raised: one bad request must not stop the others.
         """
-        from .dispatch import dispatch
+        from evolinstruct.llm.dispatch import dispatch
 
         await dispatch(self, prompts, sampling, on_done, control or self.control())
 

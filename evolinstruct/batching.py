@@ -13,10 +13,10 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 
-from .backends import Backend, Completion, Sampling
-from .errors import EvolError
-from .progress import Progress
-from .request_cache import RequestCache
+from evolinstruct.llm.backends import Backend, Completion, Sampling
+from evolinstruct.core.errors import EvolError
+from evolinstruct.core.progress import Progress
+from evolinstruct.llm.request_cache import RequestCache
 
 log = logging.getLogger(__name__)
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from evolinstruct import __version__
 
 
 class EvolGroup(click.Group):
     """Prints user errors as one line with a hint and exits 1; --verbose shows the traceback."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
-        from .errors import EvolError
+        from evolinstruct.core.errors import EvolError
 
         try:
             return super().invoke(ctx)
@@ -42,7 +42,7 @@ def plugins(as_json: bool) -> None:
     """List every plugin, its distribution, and what it registers."""
     import json
 
-    from .registry import get_registry
+    from evolinstruct.registry import get_registry
 
     infos = get_registry().describe()
     if as_json:
@@ -68,7 +68,7 @@ def demo(project: Path, source: Path, overrides: tuple[str, ...]) -> None:
 
     No key and no network are needed. The scores mean nothing: the models have random weights.
     """
-    from .demo import run_demo
+    from evolinstruct.demo.project import run_demo
 
     seconds = run_demo(project.resolve(), source.resolve(), overrides)
     click.echo(f"demo finished in {seconds:.0f}s; explore it with: cd {project} && dvc metrics show && dvc plots show")
@@ -84,8 +84,8 @@ def estimate(params_path: Path, seed_path: Path, as_json: bool) -> None:
     """Print the requests, tokens and cost the evolve stage will need, before anything is paid."""
     import json
 
-    from .estimate import estimate as run_estimate
-    from .estimate import render
+    from evolinstruct.evolve.estimate import estimate as run_estimate
+    from evolinstruct.evolve.estimate import render
 
     result = run_estimate(params_path, seed_path)
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else render(result))
@@ -99,7 +99,7 @@ def estimate(params_path: Path, seed_path: Path, as_json: bool) -> None:
 def inspect(record_id: str, project: Path, as_json: bool) -> None:
     """Show a record by id (or unique prefix), its lineage back to the seed, what it evolved into,
     and its fate: kept for training, or removed with the rule and evidence."""
-    from .explore import Project, dumps, render_record
+    from evolinstruct.cli.explore import Project, dumps, render_record
 
     data = Project.load(project)
     info = data.describe(data.find(record_id))
@@ -113,7 +113,7 @@ def inspect(record_id: str, project: Path, as_json: bool) -> None:
 def stats(project: Path, as_json: bool) -> None:
     """Data statistics per round: records by status, rejection rules, instruction length; and the
     training set after elimination."""
-    from .explore import Project, dumps, render_statistics, statistics
+    from evolinstruct.cli.explore import Project, dumps, render_statistics, statistics
 
     result = statistics(Project.load(project))
     click.echo(dumps(result) if as_json else render_statistics(result))
@@ -148,8 +148,8 @@ def eval_samples(samples: Path, benchmark: str, ks: list[int], out: Path | None,
     """
     import json
 
-    from .sandbox import Limits
-    from .score_samples import score_samples
+    from evolinstruct.evaluate.sandbox import Limits
+    from evolinstruct.evaluate.scoring import score_samples
 
     options = {"path": str(problem_file)} if problem_file else {}
     scores, path, problems = score_samples(samples, benchmark, ks, out, Limits(timeout=timeout), workers, options)

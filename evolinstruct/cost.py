@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from .errors import EvolError
+from evolinstruct.core.errors import EvolError
 
 
 @dataclass(frozen=True)

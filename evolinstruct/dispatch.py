@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .backends import Backend, Completion, Sampling
-    from .cost import Budget
+    from evolinstruct.llm.backends import Backend, Completion, Sampling
+    from evolinstruct.llm.cost import Budget
 
 
 _timeout = getattr(asyncio, "timeout", None)

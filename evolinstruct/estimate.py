@@ -13,17 +13,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import paths
-from .backends import EvolverConfig, Sampling
-from .cost import price_for
-from .dispatch import estimate_tokens
-from .errors import EvolError
-from .filters import Candidate
-from .heuristics import draw
-from .params import load_params, parse_group, read_rounds
-from .records import read_records
-from .registry import get_registry
-from .request_cache import RequestCache, cache_path, request_key
+from evolinstruct.core import paths
+from evolinstruct.llm.backends import EvolverConfig, Sampling
+from evolinstruct.llm.cost import price_for
+from evolinstruct.llm.dispatch import estimate_tokens
+from evolinstruct.core.errors import EvolError
+from evolinstruct.evolve.filters import Candidate
+from evolinstruct.evolve.heuristics import draw
+from evolinstruct.core.params import load_params, parse_group, read_rounds
+from evolinstruct.core.records import read_records
+from evolinstruct.registry import get_registry
+from evolinstruct.llm.request_cache import RequestCache, cache_path, request_key
 
 
 @dataclass
@@ -66,7 +66,7 @@ class Estimate:
 
 def estimate(params_path: Path = Path("params.yaml"), seed_path: Path = paths.SEED, growth: float = 1.3) -> Estimate:
     """Estimate the evolve stage configured by `params_path` over the seed records in `seed_path`."""
-    from .stages.evolve import EvolveParams, heuristics_for
+    from evolinstruct.stages.evolve import EvolveParams, heuristics_for
 
     data = load_params(params_path)
     rounds = read_rounds(params_path)

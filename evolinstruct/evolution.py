@@ -16,16 +16,16 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from .backends import Backend, Completion, Sampling
-from .batching import run_batches
-from .cost import BudgetExhausted, Price
-from .dispatch import Control, estimate_tokens
-from .errors import EvolError
-from .filters import Candidate, Filter
-from .heuristics import Heuristic, draw
-from .progress import Progress
-from .records import Record, Rejection, evolved_record
-from .request_cache import RequestCache, request_key
+from evolinstruct.llm.backends import Backend, Completion, Sampling
+from evolinstruct.llm.batching import run_batches
+from evolinstruct.llm.cost import BudgetExhausted, Price
+from evolinstruct.llm.dispatch import Control, estimate_tokens
+from evolinstruct.core.errors import EvolError
+from evolinstruct.evolve.filters import Candidate, Filter
+from evolinstruct.evolve.heuristics import Heuristic, draw
+from evolinstruct.core.progress import Progress
+from evolinstruct.core.records import Record, Rejection, evolved_record
+from evolinstruct.llm.request_cache import RequestCache, request_key
 
 
 @dataclass

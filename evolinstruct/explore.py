@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import paths
-from .errors import EvolError
-from .records import Record, iter_records
+from evolinstruct.core import paths
+from evolinstruct.core.errors import EvolError
+from evolinstruct.core.records import Record, iter_records
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from .records import Rejection
+from evolinstruct.core.records import Rejection
 
 
 @dataclass(frozen=True)

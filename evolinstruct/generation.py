@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import EvolError
+from evolinstruct.core.errors import EvolError
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Generator:
 
                 self._loaded = LLM(model=self.model_path)
             else:
-                from . import hf
+                from evolinstruct.llm import hf
 
                 hf.quiet_transformers()
                 self._loaded = (hf.load_model(self.model_path, device=self.device), hf.load_tokenizer(self.model_path))
@@ -77,7 +77,7 @@ class Generator:
             if on_batch:
                 on_batch(len(prompts))
             return [out.outputs[0].text for out in outputs]
-        from . import hf
+        from evolinstruct.llm import hf
 
         model, tokenizer = self._load()
         answers: list[str] = []

@@ -25,7 +25,7 @@ def register_heuristics(register: Callable[[Any], None]) -> None:
     Called when the evolve stage (or `evol plugins`, `evol estimate`) first needs heuristics.
 
     :param register: call ``register(heuristic)`` once per heuristic, where ``heuristic`` is an
-        :class:`evolinstruct.heuristics.Heuristic` (a ``name``, a ``family`` such as ``"code"``,
+        :class:`evolinstruct.evolve.heuristics.Heuristic` (a ``name``, a ``family`` such as ``"code"``,
         ``"depth"`` or ``"breadth"``, a prompt ``template`` holding ``{instruction}``, and a default
         ``weight`` for the random draw).
     :return: nothing; the return value is ignored.
@@ -41,9 +41,9 @@ def register_backends(register: Callable[[Any], None]) -> None:
     Called when the evolve stage first needs a backend, before any request is sent.
 
     :param register: call ``register(backend_class)`` once per backend, where ``backend_class`` is
-        a subclass of :class:`evolinstruct.backends.Backend` with a unique class attribute ``name``
+        a subclass of :class:`evolinstruct.llm.backends.Backend` with a unique class attribute ``name``
         (the value users put in ``evolver.backend``). It is constructed with the
-        :class:`evolinstruct.backends.EvolverConfig` built from the ``evolver`` params group.
+        :class:`evolinstruct.llm.backends.EvolverConfig` built from the ``evolver`` params group.
         API backends implement ``complete`` and ``classify`` (which errors to retry); core
         ``dispatch`` supplies concurrency, RPM/TPM limits, timeouts, retries and the budget.
         Backends with a provider batch API set ``supports_batch`` and implement ``submit_batch``,
@@ -62,9 +62,9 @@ def register_filters(register: Callable[[Any], None]) -> None:
     pool advances) and by `evol plugins`.
 
     :param register: call ``register(filter)`` once per filter, where ``filter`` implements
-        :class:`evolinstruct.filters.Filter`: a unique ``name``, ``judge_prompt(candidate)``
+        :class:`evolinstruct.evolve.filters.Filter`: a unique ``name``, ``judge_prompt(candidate)``
         returning a prompt for the evolver LLM or ``None`` when the rule needs no LLM, and
-        ``check(candidate, judgement)`` returning a :class:`evolinstruct.records.Rejection` or
+        ``check(candidate, judgement)`` returning a :class:`evolinstruct.core.records.Rejection` or
         ``None`` to keep the candidate.
     :return: nothing; the return value is ignored.
     """
@@ -78,8 +78,8 @@ def register_benchmarks(register: Callable[[Any], None]) -> None:
     `evol plugins` first needs benchmarks.
 
     :param register: call ``register(benchmark)`` once per benchmark, where ``benchmark``
-        implements :class:`evolinstruct.benchmarks.Benchmark`: a unique ``name``, ``load(options)``
-        returning a list of :class:`evolinstruct.benchmarks.Problem`, ``instruction(problem)`` giving
+        implements :class:`evolinstruct.evaluate.benchmarks.Benchmark`: a unique ``name``, ``load(options)``
+        returning a list of :class:`evolinstruct.evaluate.benchmarks.Problem`, ``instruction(problem)`` giving
         the instruction the model answers, and ``program(problem, code)`` giving the Python program
         that runs the tests in the sandbox.
     :return: nothing; the return value is ignored.

@@ -15,7 +15,7 @@ from typing import Any, TypeVar, Union
 
 import yaml
 
-from .errors import ParamsError
+from evolinstruct.core.errors import ParamsError
 
 T = TypeVar("T")
 DEFAULT_PARAMS = "params.yaml"

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_open
-from .errors import RecordError
+from evolinstruct.core.atomic import atomic_open
+from evolinstruct.core.errors import RecordError
 
 #: Lifecycle of a record. A seed is round 0. An evolution is `kept` when every filter passed,
 #: `eliminated` when a filter rejected it, `failed` when a request for it never got an answer.

@@ -21,8 +21,8 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
-from .errors import EvolError
+from evolinstruct import hookspecs
+from evolinstruct.core.errors import EvolError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from .backends import Completion, Sampling
+from evolinstruct.llm.backends import Completion, Sampling
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (

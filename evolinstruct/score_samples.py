@@ -13,13 +13,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_open
-from .errors import EvolError, RecordError
-from .passk import mean_pass_at_k
-from .progress import Progress
-from .records import iter_json_lines
-from .registry import get_registry
-from .sandbox import Limits, Outcome, run_many
+from evolinstruct.core.atomic import atomic_open
+from evolinstruct.core.errors import EvolError, RecordError
+from evolinstruct.evaluate.passk import mean_pass_at_k
+from evolinstruct.core.progress import Progress
+from evolinstruct.core.records import iter_json_lines
+from evolinstruct.registry import get_registry
+from evolinstruct.evaluate.sandbox import Limits, Outcome, run_many
 
 
 def read_samples(path: Path, task_ids: set[str]) -> list[dict[str, Any]]:
@@ -75,7 +75,7 @@ def score_samples(
     pass@k is reported only for the k that every covered problem has enough samples for."""
     import threading
 
-    from .sandbox import supervisor
+    from evolinstruct.evaluate.sandbox import supervisor
 
     warm = threading.Thread(target=supervisor, daemon=True)  # start the sandbox while problems load
     warm.start()

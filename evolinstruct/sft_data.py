@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .prompting import ALPACA_PROMPT, alpaca_prompt
+from evolinstruct.core.prompting import ALPACA_PROMPT, alpaca_prompt
 
 IGNORE = -100
 #: Bump when the tokenized format changes, so stale caches are not reused.
@@ -108,7 +108,7 @@ def cached_tokenized(dataset_path: Path, data_hash: str, tokenizer: Any, max_len
     tokenized before. Returns (dataset, length report, whether it came from the cache)."""
     import datasets
 
-    from .atomic import atomic_dir, write_json
+    from evolinstruct.core.atomic import atomic_dir, write_json
 
     key = hashlib.sha256(json.dumps({"data": data_hash, "tokenizer": tokenizer_fingerprint(tokenizer),
                                      "max_length": max_length, "format": FORMAT_VERSION,

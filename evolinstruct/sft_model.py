@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import EvolError
+from evolinstruct.core.errors import EvolError
 
 QUANTIZATIONS = ("none", "4bit", "8bit")
 #: Passed to every training forward. transformers (5.x) builds the per-example mask from the position
@@ -134,7 +134,7 @@ def load_for_training(name_or_path: str, revision: str, attn_implementation: str
     import torch
     from transformers import AutoModelForCausalLM
 
-    from .hf import revision_kwargs
+    from evolinstruct.llm.hf import revision_kwargs
 
     kwargs: dict[str, Any] = revision_kwargs(name_or_path, revision)
     if attn_implementation:
@@ -180,7 +180,7 @@ def save_merged(trainer: Any, folder: Path, base: str, revision: str, quantized:
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
 
-        from .hf import revision_kwargs
+        from evolinstruct.llm.hf import revision_kwargs
 
         full = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16, **revision_kwargs(base, revision))
         model = PeftModel.from_pretrained(full, str(folder / "adapter"))

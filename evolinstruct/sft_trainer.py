@@ -3,7 +3,7 @@
 The Trainer keeps what it does well (optimizer, schedule, mixed precision, DeepSpeed/DDP through
 accelerate, checkpoints and resume, logging without per-step host syncs). What changes is the
 unit it iterates over: each item of the dataloader is a whole optimizer step, i.e. this rank's
-token-budget micro-batches of one global batch (evolinstruct.sft_batching), so the number of
+token-budget micro-batches of one global batch (evolinstruct.train.batching), so the number of
 micro-batches can vary from step to step while a step always sees `global_batch_size` examples.
 `training_step` runs them one by one, each loss being its sum over response tokens divided by the
 response tokens of the whole global batch on every rank, so the gradient equals the one of the
@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
-from .sft_batching import Step, plan_epoch
-from .sft_data import IGNORE
-from .sft_model import TRAIN_FORWARD_KWARGS
+from evolinstruct.train.batching import Step, plan_epoch
+from evolinstruct.train.data import IGNORE
+from evolinstruct.train.model import TRAIN_FORWARD_KWARGS
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from .errors import EvolError
+from evolinstruct.core.errors import EvolError
 
 
 def run_stage(name: str, main: Callable[[], None]) -> None:

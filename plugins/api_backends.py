@@ -18,9 +18,9 @@ from email.utils import parsedate_to_datetime
 from types import ModuleType
 from typing import Any
 
-from evolinstruct.backends import Backend, BatchStatus, Completion, EvolverConfig, Sampling
-from evolinstruct.dispatch import MalformedResponse, Retry
-from evolinstruct.errors import MissingSecretError
+from evolinstruct.llm.backends import Backend, BatchStatus, Completion, EvolverConfig, Sampling
+from evolinstruct.llm.dispatch import MalformedResponse, Retry
+from evolinstruct.core.errors import MissingSecretError
 from evolinstruct.hookspecs import hookimpl
 
 DEMO_HINT = "or run the offline demo, which needs no key: make demo"

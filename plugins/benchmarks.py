@@ -20,9 +20,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from evolinstruct.benchmarks import Problem
-from evolinstruct.errors import EvolError
-from evolinstruct.extract import defines
+from evolinstruct.evaluate.benchmarks import Problem
+from evolinstruct.core.errors import EvolError
+from evolinstruct.evaluate.extract import defines
 from evolinstruct.hookspecs import hookimpl
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from evolinstruct.filters import Candidate
+from evolinstruct.evolve.filters import Candidate
 from evolinstruct.hookspecs import hookimpl
-from evolinstruct.records import Rejection
+from evolinstruct.core.records import Rejection
 
 # WizardLM section 3.3, rule 1: the equality judge prompt, verbatim (typo "requirments" included).
 EQUALITY_PROMPT = (

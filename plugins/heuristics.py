@@ -8,7 +8,7 @@ nlpxucan/WizardLM repository (Evol_Instruct/depth.py, breadth.py).
 
 from __future__ import annotations
 
-from evolinstruct.heuristics import Heuristic
+from evolinstruct.evolve.heuristics import Heuristic
 from evolinstruct.hookspecs import hookimpl
 
 # WizardCoder (arXiv 2306.08568), section 3.1: the Code Evol-Instruct prompt template.

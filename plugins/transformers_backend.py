@@ -8,8 +8,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from evolinstruct.backends import Backend, Completion, EvolverConfig, Sampling
-from evolinstruct.dispatch import Control
+from evolinstruct.llm.backends import Backend, Completion, EvolverConfig, Sampling
+from evolinstruct.llm.dispatch import Control
 from evolinstruct.hookspecs import hookimpl
 
 
@@ -24,7 +24,7 @@ class TransformersBackend(Backend):
     def _model(self) -> tuple[Any, Any]:
         with self._lock:
             if self._loaded is None:
-                from evolinstruct import hf
+                from evolinstruct.llm import hf
 
                 hf.quiet_transformers()
                 tokenizer = hf.load_tokenizer(self.config.model, self.config.revision)
@@ -48,7 +48,7 @@ class TransformersBackend(Backend):
     ) -> None:
         """Generate on the local device in batches of `evolver.batch_size`; `control` (rate limits,
         retries, budget) is for API backends and does not apply here."""
-        from evolinstruct import hf
+        from evolinstruct.llm import hf
 
         def run() -> None:
             model, tokenizer = self._model()

@@ -2,9 +2,9 @@
 
 1. Evolutions the round filters rejected (or whose requests failed) are removed with their reasons.
 2. Decontamination: every remaining record, seeds included, is checked against the prompts and
-   reference solutions of every benchmark plugin (`evolinstruct.decontaminate`).
+   reference solutions of every benchmark plugin (`evolinstruct.eliminate.decontaminate`).
 3. Deduplication across the seed and all rounds, exact and near (MinHash LSH), earliest record
-   winning (`evolinstruct.dedup`).
+   winning (`evolinstruct.eliminate.dedup`).
 
 Writes data/eliminated/kept.jsonl (seeds and evolutions that train the model),
 data/eliminated/removed.jsonl (every removed record, with rule and evidence),
@@ -23,16 +23,16 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from evolinstruct import paths
-from evolinstruct.atomic import write_json
-from evolinstruct.benchmarks import Problem
-from evolinstruct.dedup import find_duplicates
-from evolinstruct.errors import EvolError
-from evolinstruct.params import read_group
-from evolinstruct.progress import Progress
-from evolinstruct.records import Record, Rejection, read_records, round_path, write_records
+from evolinstruct.core import paths
+from evolinstruct.core.atomic import write_json
+from evolinstruct.evaluate.benchmarks import Problem
+from evolinstruct.eliminate.dedup import find_duplicates
+from evolinstruct.core.errors import EvolError
+from evolinstruct.core.params import read_group
+from evolinstruct.core.progress import Progress
+from evolinstruct.core.records import Record, Rejection, read_records, round_path, write_records
 from evolinstruct.registry import get_registry
-from evolinstruct.stage import run_stage
+from evolinstruct.core.stage import run_stage
 
 log = logging.getLogger(__name__)
 DECONTAMINATION_REPORT = paths.ELIMINATED / "decontamination.json"
@@ -92,7 +92,7 @@ def load_benchmarks(params: EliminateParams) -> dict[str, list[Problem]]:
 
 def decontaminate(records: list[Record], params: EliminateParams) -> tuple[list[Record], list[Record], dict]:
     """Split records into (clean, contaminated) and build the per-benchmark report."""
-    from evolinstruct.decontaminate import Decontaminator
+    from evolinstruct.eliminate.decontaminate import Decontaminator
 
     benchmarks = load_benchmarks(params)
     index = Decontaminator(benchmarks, params.decontamination_ngram, params.decontamination_min_words,

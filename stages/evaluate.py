@@ -15,18 +15,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from evolinstruct import paths
-from evolinstruct.atomic import write_json
-from evolinstruct.extract import extract_code
-from evolinstruct.generation import GenerationSettings, Generator
-from evolinstruct.params import load_params, read_group, read_rounds
-from evolinstruct.passk import mean_pass_at_k
-from evolinstruct.progress import Progress
-from evolinstruct.prompting import alpaca_prompt
+from evolinstruct.core import paths
+from evolinstruct.core.atomic import write_json
+from evolinstruct.evaluate.extract import extract_code
+from evolinstruct.evaluate.generation import GenerationSettings, Generator
+from evolinstruct.core.params import load_params, read_group, read_rounds
+from evolinstruct.evaluate.passk import mean_pass_at_k
+from evolinstruct.core.progress import Progress
+from evolinstruct.core.prompting import alpaca_prompt
 from evolinstruct.registry import get_registry
-from evolinstruct.sandbox import Limits
-from evolinstruct.score_samples import score_programs
-from evolinstruct.stage import run_stage
+from evolinstruct.evaluate.sandbox import Limits
+from evolinstruct.evaluate.scoring import score_programs
+from evolinstruct.core.stage import run_stage
 
 log = logging.getLogger(__name__)
 

@@ -11,18 +11,18 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from evolinstruct import paths
-from evolinstruct.atomic import write_json
-from evolinstruct.backends import Backend, EvolverConfig, Sampling
-from evolinstruct.cost import Budget, price_for
-from evolinstruct.errors import EvolError, ParamsError
-from evolinstruct.evolution import BudgetReached, RequestRunner, RoundStats, evolve_round
-from evolinstruct.heuristics import Heuristic
-from evolinstruct.params import read_group, read_rounds
-from evolinstruct.records import read_records, round_path, write_records
+from evolinstruct.core import paths
+from evolinstruct.core.atomic import write_json
+from evolinstruct.llm.backends import Backend, EvolverConfig, Sampling
+from evolinstruct.llm.cost import Budget, price_for
+from evolinstruct.core.errors import EvolError, ParamsError
+from evolinstruct.evolve.rounds import BudgetReached, RequestRunner, RoundStats, evolve_round
+from evolinstruct.evolve.heuristics import Heuristic
+from evolinstruct.core.params import read_group, read_rounds
+from evolinstruct.core.records import read_records, round_path, write_records
 from evolinstruct.registry import get_registry
-from evolinstruct.request_cache import RequestCache, cache_path
-from evolinstruct.stage import run_stage
+from evolinstruct.llm.request_cache import RequestCache, cache_path
+from evolinstruct.core.stage import run_stage
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
-from evolinstruct import paths
-from evolinstruct.atomic import atomic_dir, write_json
-from evolinstruct.params import read_group
-from evolinstruct.records import Record, read_records, write_records
-from evolinstruct.stage import run_stage
+from evolinstruct.core import paths
+from evolinstruct.core.atomic import atomic_dir, write_json
+from evolinstruct.core.params import read_group
+from evolinstruct.core.records import Record, read_records, write_records
+from evolinstruct.core.stage import run_stage
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evolinstruct import paths
-from evolinstruct.atomic import write_json
-from evolinstruct.errors import EvolError, RecordError
-from evolinstruct.params import read_group
-from evolinstruct.records import Record, seed_record, write_records
-from evolinstruct.stage import run_stage
+from evolinstruct.core import paths
+from evolinstruct.core.atomic import write_json
+from evolinstruct.core.errors import EvolError, RecordError
+from evolinstruct.core.params import read_group
+from evolinstruct.core.records import Record, seed_record, write_records
+from evolinstruct.core.stage import run_stage
 
 log = logging.getLogger(__name__)
 

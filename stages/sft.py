@@ -3,9 +3,9 @@ hardware allows.
 
 Each optimizer step sees `global_batch_size` examples, split into micro-batches by a token budget;
 by default the examples of a micro-batch are concatenated without padding, with an attention
-kernel that the stage has checked keeps them apart (evolinstruct.sft_model); the loss is
-normalised by the response tokens of the whole global batch (evolinstruct.sft_batching,
-evolinstruct.sft_trainer). Runs unchanged on a laptop CPU, one GPU, or many GPUs under
+kernel that the stage has checked keeps them apart (evolinstruct.train.model); the loss is
+normalised by the response tokens of the whole global batch (evolinstruct.train.batching,
+evolinstruct.train.trainer). Runs unchanged on a laptop CPU, one GPU, or many GPUs under
 `accelerate launch` (with the DeepSpeed configs in configs/). Resumes from its last checkpoint when
 interrupted. Writes models/sft/ (weights, tokenizer, training_config.json), metrics/sft.json (a few
 headline numbers), reports/sft.json (the detail) and plots/sft_loss.json.
@@ -27,18 +27,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evolinstruct import paths
-from evolinstruct.atomic import write_json
-from evolinstruct.errors import EvolError
-from evolinstruct.params import read_group
-from evolinstruct.sft_model import (
+from evolinstruct.core import paths
+from evolinstruct.core.atomic import write_json
+from evolinstruct.core.errors import EvolError
+from evolinstruct.core.params import read_group
+from evolinstruct.train.model import (
     base_commit,
     check_quantization,
     load_for_training,
     lora_config,
     save_merged,
 )
-from evolinstruct.stage import run_stage
+from evolinstruct.core.stage import run_stage
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +155,8 @@ def check_params(params: SFTParams) -> None:
 
 def pick_attention(params: SFTParams, config: Any, device: str, dtype: Any) -> str | None:
     """The attention implementation for padding-free batches, or None for the padded fallback."""
-    from evolinstruct.sft_model import attention_candidates, choose_attention, packed_logit_gaps, probe_model
-    from evolinstruct.sft_trainer import padding_free_collator
+    from evolinstruct.train.model import attention_candidates, choose_attention, packed_logit_gaps, probe_model
+    from evolinstruct.train.trainer import padding_free_collator
 
     examples = [[7, 8, 9, 10, 11], list(range(20, 33)), [40, 41, 42, 43, 44, 45, 46, 47, 48]]
 
@@ -170,16 +170,16 @@ def pick_attention(params: SFTParams, config: Any, device: str, dtype: Any) -> s
 def main() -> None:
     params = read_group(SFTParams, "sft")
     check_params(params)  # before the heavy imports: fail fast
-    from evolinstruct import hf
+    from evolinstruct.llm import hf
 
     hf.quiet_transformers()
     import torch
     from accelerate import PartialState
     from transformers import AutoConfig, TrainingArguments
 
-    from evolinstruct.hf import revision_kwargs
-    from evolinstruct.sft_data import cached_tokenized
-    from evolinstruct.sft_trainer import (
+    from evolinstruct.llm.hf import revision_kwargs
+    from evolinstruct.train.data import cached_tokenized
+    from evolinstruct.train.trainer import (
         BudgetTrainer,
         StepData,
         padded_collator,

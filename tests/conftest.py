@@ -44,7 +44,7 @@ def registry(monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from evolinstruct.tiny import build_tiny_model
+    from evolinstruct.demo.tiny import build_tiny_model
 
     corpus = [json.loads(line)["output"] for line in (REPO / "evolinstruct/demo_data/seed.jsonl").read_text().splitlines()]
     corpus += ["Below is an instruction that describes a task.", "### Instruction:", "### Response:"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evolinstruct.backends import Backend, Completion, EvolverConfig, Sampling
+from evolinstruct.llm.backends import Backend, Completion, EvolverConfig, Sampling
 
 
 class ScriptedBackend(Backend):

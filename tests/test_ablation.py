@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import REPO
 
-from evolinstruct.demo import dvc_env, run_demo
+from evolinstruct.demo.project import dvc_env, run_demo
 
 pytestmark = pytest.mark.slow
 

@@ -6,8 +6,8 @@ import pytest
 from evolinstruct.plugins.api_backends import AnthropicBackend, OpenAIBackend, OpenAICompatibleBackend
 from loopback import FakeLLMServer
 
-from evolinstruct.backends import EvolverConfig, Sampling
-from evolinstruct.errors import MissingSecretError
+from evolinstruct.llm.backends import EvolverConfig, Sampling
+from evolinstruct.core.errors import MissingSecretError
 
 SAMPLING = Sampling(temperature=1.0, top_p=0.9, max_tokens=64)
 

@@ -7,10 +7,10 @@ import pytest
 from evolinstruct.plugins.api_backends import AnthropicBackend, OpenAIBackend
 from loopback import FakeLLMServer
 
-from evolinstruct.backends import Completion, EvolverConfig, Sampling
-from evolinstruct.cost import Price
-from evolinstruct.evolution import RequestRunner, RoundStats
-from evolinstruct.request_cache import RequestCache
+from evolinstruct.llm.backends import Completion, EvolverConfig, Sampling
+from evolinstruct.llm.cost import Price
+from evolinstruct.evolve.rounds import RequestRunner, RoundStats
+from evolinstruct.llm.request_cache import RequestCache
 
 SAMPLING = Sampling(temperature=1.0, top_p=0.9, max_tokens=64)
 PRICE = Price(input=1_000_000.0, output=0.0)  # $1 per prompt token, to check the discount

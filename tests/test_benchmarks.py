@@ -7,8 +7,8 @@ import pytest
 from conftest import SHARED
 from evolinstruct.plugins.benchmarks import MBPP, HumanEval, HumanEvalPlus, MBPPPlus
 
-from evolinstruct.errors import EvolError
-from evolinstruct.sandbox import Limits, run_many
+from evolinstruct.core.errors import EvolError
+from evolinstruct.evaluate.sandbox import Limits, run_many
 
 FAST = Limits(timeout=5.0)
 

@@ -7,9 +7,9 @@ from click.testing import CliRunner
 from evolinstruct.stages.eliminate import EliminateParams, eliminate
 from test_eliminate import lineage_fixture
 
-from evolinstruct import paths
-from evolinstruct.cli import cli
-from evolinstruct.records import write_records
+from evolinstruct.core import paths
+from evolinstruct.cli.main import cli
+from evolinstruct.core.records import write_records
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from doubles import ScriptedBackend
 from evolinstruct.plugins.api_backends import AnthropicBackend, OpenAIBackend, retry_after_seconds
 from loopback import FakeLLMServer
 
-from evolinstruct.backends import Completion, EvolverConfig, Sampling
-from evolinstruct.cost import Budget, BudgetExhausted, Price
-from evolinstruct.dispatch import Control, RateLimiter, Retry, RetryPolicy
-from evolinstruct.evolution import RequestRunner, RoundStats
-from evolinstruct.request_cache import RequestCache
+from evolinstruct.llm.backends import Completion, EvolverConfig, Sampling
+from evolinstruct.llm.cost import Budget, BudgetExhausted, Price
+from evolinstruct.llm.dispatch import Control, RateLimiter, Retry, RetryPolicy
+from evolinstruct.evolve.rounds import RequestRunner, RoundStats
+from evolinstruct.llm.request_cache import RequestCache
 
 SAMPLING = Sampling(temperature=1.0, top_p=0.9, max_tokens=64)
 FAST = dict(retry_base_delay=0.01, retry_max_delay=0.05)

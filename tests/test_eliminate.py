@@ -9,10 +9,10 @@ from conftest import SHARED
 from evolinstruct.plugins.benchmarks import MBPP, HumanEval
 from evolinstruct.stages.eliminate import EliminateParams, eliminate
 
-from evolinstruct.benchmarks import Problem
-from evolinstruct.decontaminate import Decontaminator
-from evolinstruct.dedup import find_duplicates, lsh_shape
-from evolinstruct.records import Rejection, evolved_record, seed_record
+from evolinstruct.evaluate.benchmarks import Problem
+from evolinstruct.eliminate.decontaminate import Decontaminator
+from evolinstruct.eliminate.dedup import find_duplicates, lsh_shape
+from evolinstruct.core.records import Rejection, evolved_record, seed_record
 
 HUMANEVAL = {p.task_id: p for p in HumanEval().load({})}
 

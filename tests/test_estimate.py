@@ -6,9 +6,9 @@ import json
 import yaml
 from click.testing import CliRunner
 
-from evolinstruct.cli import cli
-from evolinstruct.progress import Progress
-from evolinstruct.records import seed_record, write_records
+from evolinstruct.cli.main import cli
+from evolinstruct.core.progress import Progress
+from evolinstruct.core.records import seed_record, write_records
 
 
 def project(tmp_path, **evolver):

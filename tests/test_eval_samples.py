@@ -6,7 +6,7 @@ import json
 from click.testing import CliRunner
 from evolinstruct.plugins.benchmarks import HumanEval
 
-from evolinstruct.cli import cli
+from evolinstruct.cli.main import cli
 
 PROBLEMS = HumanEval().load({})[:6]
 

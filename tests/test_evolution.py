@@ -3,10 +3,10 @@ import asyncio
 from doubles import ScriptedBackend
 from plugins_under_test import filters, heuristics
 
-from evolinstruct.backends import Sampling
-from evolinstruct.evolution import RequestRunner, evolve_round
-from evolinstruct.records import seed_record
-from evolinstruct.request_cache import RequestCache
+from evolinstruct.llm.backends import Sampling
+from evolinstruct.evolve.rounds import RequestRunner, evolve_round
+from evolinstruct.core.records import seed_record
+from evolinstruct.llm.request_cache import RequestCache
 
 CODE = [h for h in heuristics.builtin_heuristics() if h.family == "code"]
 RULES = [filters.CopiedPromptWords(), filters.ShortSorry(), filters.OnlyStopWords(), filters.EqualityJudge()]

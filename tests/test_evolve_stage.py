@@ -11,9 +11,9 @@ import yaml
 from conftest import finish_stage, start_stage
 from loopback import FakeLLMServer, evolver_reply
 
-from evolinstruct.backends import Sampling
-from evolinstruct.records import seed_record, write_records
-from evolinstruct.request_cache import request_key
+from evolinstruct.llm.backends import Sampling
+from evolinstruct.core.records import seed_record, write_records
+from evolinstruct.llm.request_cache import request_key
 
 SEEDS = [f"Write a Python function that computes statistic number {i} of a list of integers." for i in range(24)]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from evolinstruct.records import read_records
+from evolinstruct.core.records import read_records
 
 pytestmark = pytest.mark.slow
 EXAMPLE = REPO / "examples/evolinstruct-plugin-example"
@@ -42,14 +42,14 @@ def fresh_env(tmp_path_factory):
 def run(env, *args, cwd=None):
     bin_dir = env / "bin"
     path = f"{bin_dir}{os.pathsep}{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"
-    proc = subprocess.run([bin_dir / "python", "-m", "evolinstruct.cli", *args], cwd=cwd, capture_output=True,
+    proc = subprocess.run([bin_dir / "python", "-m", "evolinstruct.cli.main", *args], cwd=cwd, capture_output=True,
                           text=True, env={**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
 
 def test_the_plugin_is_not_installed_here_but_is_listed_there(fresh_env):
-    here = subprocess.run([sys.executable, "-m", "evolinstruct.cli", "plugins", "--json"],
+    here = subprocess.run([sys.executable, "-m", "evolinstruct.cli.main", "plugins", "--json"],
                           capture_output=True, text=True, check=True).stdout
     assert "evolinstruct-plugin-example" not in here
     plugins = {p["name"]: p for p in json.loads(run(fresh_env, "plugins", "--json"))}

@@ -1,7 +1,7 @@
 import pytest
 from plugins_under_test import filters as rules
 
-from evolinstruct.filters import Candidate
+from evolinstruct.evolve.filters import Candidate
 
 
 def cand(response="def f():\n    return 1", instruction="Write f that returns 1.", finish="stop"):

@@ -3,9 +3,9 @@ engine choice, and generation with a tiny local model."""
 
 import pytest
 
-from evolinstruct.errors import EvolError
-from evolinstruct.extract import extract_code
-from evolinstruct.generation import GenerationSettings, Generator, cut_at_stops, pick_engine
+from evolinstruct.core.errors import EvolError
+from evolinstruct.evaluate.extract import extract_code
+from evolinstruct.evaluate.generation import GenerationSettings, Generator, cut_at_stops, pick_engine
 
 CHATTY = '''Sure! Here is an efficient solution.
 

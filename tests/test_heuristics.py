@@ -5,7 +5,7 @@ import pytest
 from conftest import SHARED
 from plugins_under_test import heuristics as builtin
 
-from evolinstruct.heuristics import draw
+from evolinstruct.evolve.heuristics import draw
 
 REFERENCE = SHARED / "reference/evol-instruct.md"
 

@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evolinstruct.backends import EvolverConfig
-from evolinstruct.errors import ParamsError
-from evolinstruct.params import deep_merge, load_params, parse_group, read_rounds
+from evolinstruct.llm.backends import EvolverConfig
+from evolinstruct.core.errors import ParamsError
+from evolinstruct.core.params import deep_merge, load_params, parse_group, read_rounds
 
 REPO = Path(__file__).resolve().parent.parent
 

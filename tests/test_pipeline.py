@@ -11,8 +11,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from evolinstruct.demo import dvc_env, run_demo
-from evolinstruct.records import read_records
+from evolinstruct.demo.project import dvc_env, run_demo
+from evolinstruct.core.records import read_records
 
 pytestmark = pytest.mark.slow
 STAGES = ["seed", "evolve", "eliminate", "merge_shuffle", "sft", "evaluate"]

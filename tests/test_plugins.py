@@ -7,8 +7,8 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
-from evolinstruct.cli import cli
-from evolinstruct.heuristics import Heuristic
+from evolinstruct.cli.main import cli
+from evolinstruct.evolve.heuristics import Heuristic
 from evolinstruct.hookspecs import hookimpl
 from evolinstruct.registry import PluginError, get_registry, reset_registry
 

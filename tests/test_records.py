@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from evolinstruct.errors import RecordError
-from evolinstruct.records import Rejection, evolved_record, read_records, seed_record, write_records
+from evolinstruct.core.errors import RecordError
+from evolinstruct.core.records import Rejection, evolved_record, read_records, seed_record, write_records
 
 
 def test_round_trip_keeps_every_field(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from evolinstruct.sandbox import Limits, network_isolated, run_many, run_program
+from evolinstruct.evaluate.sandbox import Limits, network_isolated, run_many, run_program
 
 FAST = Limits(timeout=2.0)
 ROOT = os.geteuid() == 0
@@ -98,7 +98,7 @@ def test_run_many_keeps_order():
 def test_programs_in_flight_when_the_supervisor_dies_are_run_again():
     import threading
 
-    from evolinstruct import sandbox
+    from evolinstruct.evaluate import sandbox
 
     # The supervisor dies mid-run (here killed from outside, as the OOM killer would).
     threading.Timer(0.3, sandbox.supervisor().proc.kill).start()

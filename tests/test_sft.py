@@ -12,9 +12,9 @@ import pytest
 import yaml
 from conftest import finish_stage, start_stage
 
-from evolinstruct.errors import EvolError
-from evolinstruct.records import seed_record, write_records
-from evolinstruct.sft_model import check_quantization
+from evolinstruct.core.errors import EvolError
+from evolinstruct.core.records import seed_record, write_records
+from evolinstruct.train.model import check_quantization
 
 PAIRS = [("Write a function that adds two numbers.", "def add(a, b):\n    return a + b"),
          ("Reverse a string.", "def reverse(s):\n    return s[::-1]"),
@@ -51,7 +51,7 @@ def losses(path):
 
 
 def reload_and_generate(path):
-    from evolinstruct import hf
+    from evolinstruct.llm import hf
 
     model, tokenizer = hf.load_model(str(path / "models/sft"), device="cpu"), hf.load_tokenizer(str(path / "models/sft"))
     (out,) = hf.generate(model, tokenizer, ["### Instruction:\nReverse a string.\n\n### Response:"], 8)
@@ -61,7 +61,7 @@ def reload_and_generate(path):
 def tokenized_lengths(tiny_model, max_length=128):
     from transformers import AutoTokenizer
 
-    from evolinstruct.sft_data import tokenize_pair
+    from evolinstruct.train.data import tokenize_pair
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     return [len(tokenize_pair(tok, i, o, max_length)["input_ids"]) for i, o in PAIRS]

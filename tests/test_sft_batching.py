@@ -9,9 +9,9 @@ import random
 
 import pytest
 
-from evolinstruct.sft_batching import cost, global_batches, plan_epoch
-from evolinstruct.sft_data import IGNORE
-from evolinstruct.sft_model import choose_attention, keeps_examples_apart
+from evolinstruct.train.batching import cost, global_batches, plan_epoch
+from evolinstruct.train.data import IGNORE
+from evolinstruct.train.model import choose_attention, keeps_examples_apart
 
 CPU_PATHS = ["sdpa", "eager"]
 
@@ -58,7 +58,7 @@ def test_bucketed_padding_wastes_little():
 
 
 def packed_collate():
-    from evolinstruct.sft_trainer import padding_free_collator
+    from evolinstruct.train.trainer import padding_free_collator
 
     return padding_free_collator(flash_kwargs=False)
 
@@ -68,7 +68,7 @@ def test_packed_examples_have_the_logits_and_loss_they_have_alone(tiny_model, at
     import torch
     from transformers import AutoModelForCausalLM
 
-    from evolinstruct.sft_trainer import micro_batch_loss
+    from evolinstruct.train.trainer import micro_batch_loss
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation=attention)
     examples = fake_examples(4, seed=3)
@@ -95,7 +95,7 @@ def test_the_probe_passes_cpu_paths_and_catches_a_leaking_mask(tiny_model, atten
     import torch
     from transformers import AutoConfig
 
-    from evolinstruct.sft_model import packed_logit_gaps, probe_model
+    from evolinstruct.train.model import packed_logit_gaps, probe_model
 
     model = probe_model(AutoConfig.from_pretrained(tiny_model), attention, "cpu", torch.float32)
     examples = [e["input_ids"] for e in fake_examples(3, seed=4)]
@@ -129,7 +129,7 @@ def test_the_gradient_of_a_global_batch_does_not_depend_on_its_split(tiny_model,
     import torch
     from transformers import AutoModelForCausalLM
 
-    from evolinstruct.sft_trainer import accumulate_gradients, padded_collator
+    from evolinstruct.train.trainer import accumulate_gradients, padded_collator
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa")
     examples = fake_examples(16, seed=5)

@@ -1,5 +1,5 @@
-from evolinstruct.prompting import alpaca_prompt
-from evolinstruct.sft_data import IGNORE, tokenize_pair
+from evolinstruct.core.prompting import alpaca_prompt
+from evolinstruct.train.data import IGNORE, tokenize_pair
 
 
 def test_labels_cover_exactly_the_response_and_eos(tiny_model):
@@ -42,7 +42,7 @@ def test_the_length_limit_truncates_and_drops_and_says_how_many(tiny_model):
     import datasets
     from transformers import AutoTokenizer
 
-    from evolinstruct.sft_data import tokenize_dataset
+    from evolinstruct.train.data import tokenize_dataset
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     rows = [{"instruction": "Add.", "output": "def add(a, b):\n    return a + b"},  # fits
@@ -61,7 +61,7 @@ def test_the_tokenized_set_is_cached_by_data_tokenizer_and_max_length(tmp_path, 
     import datasets
     from transformers import AutoTokenizer
 
-    from evolinstruct.sft_data import cached_tokenized
+    from evolinstruct.train.data import cached_tokenized
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     source = tmp_path / "dataset"

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 
-from evolinstruct.benchmarks import Problem
-from evolinstruct.filters import Candidate
-from evolinstruct.heuristics import Heuristic
+from evolinstruct.evaluate.benchmarks import Problem
+from evolinstruct.evolve.filters import Candidate
+from evolinstruct.evolve.heuristics import Heuristic
 from evolinstruct.hookspecs import hookimpl
-from evolinstruct.records import Rejection
+from evolinstruct.core.records import Rejection
 
 TYPE_HINTS_TEMPLATE = (
     "Please increase the difficulty of the given programming test question a bit.\n\n"
