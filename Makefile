@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo test test-fast bench lint clean
+.PHONY: setup demo test test-fast bench bench-sft lint clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,9 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python bench/run.py $(BENCH)
+
+bench-sft: setup
+	$(BIN)/python bench/run.py sft
 
 lint: setup
 	$(BIN)/ruff check .

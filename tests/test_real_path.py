@@ -65,7 +65,7 @@ def test_real_seed_data_through_an_openai_compatible_server_then_sft_and_evaluat
             "evolver.max_concurrency=32", "evolver.max_tokens=256",
             "eliminate.benchmarks=[humaneval]",
             f"sft.base_model={tiny_model}", "sft.max_steps=2", "sft.max_length=256", "sft.global_batch_size=8",
-            "sft.per_device_batch_size=4", "sft.warmup_steps=1", "sft.logging_steps=1", "sft.learning_rate=3e-5",
+            "sft.warmup_steps=1", "sft.logging_steps=1", "sft.learning_rate=3e-5",
             "evaluate.benchmarks=[humaneval]", "evaluate.limit=2", "evaluate.max_new_tokens=16",
         ]
         args = [arg for pair in overrides for arg in ("-S", pair)]

@@ -1,6 +1,6 @@
 """The SFT stage on a tiny random model: the loss goes down, the saved model reloads and generates,
-LoRA saves a merged model, an interrupted run resumes, and packing without separating attention is
-refused."""
+LoRA saves a merged model, an interrupted run resumes, tokens/s counts the real tokens, long examples
+are counted, tokenization is cached, and the padded fallback trains the same global batches."""
 
 import json
 import os
@@ -14,7 +14,7 @@ from conftest import finish_stage, start_stage
 
 from evolinstruct.core.errors import EvolError
 from evolinstruct.core.records import seed_record, write_records
-from evolinstruct.train.model import check_packing, check_quantization
+from evolinstruct.train.model import check_quantization
 
 PAIRS = [("Write a function that adds two numbers.", "def add(a, b):\n    return a + b"),
          ("Reverse a string.", "def reverse(s):\n    return s[::-1]"),
@@ -30,7 +30,7 @@ def project(tmp_path, tiny_model, **sft):
     datasets.Dataset.from_list([{"id": r.id, "instruction": r.instruction, "output": r.output, "round": 0}
                                 for r in records]).save_to_disk(str(tmp_path / "data/merged/dataset"))
     params = {"sft": {"base_model": str(tiny_model), "learning_rate": 3e-3, "epochs": 1.0, "max_steps": 24,
-                      "max_length": 128, "warmup_steps": 2, "global_batch_size": 8, "per_device_batch_size": 4,
+                      "max_length": 128, "warmup_steps": 2, "global_batch_size": 8,
                       "gradient_checkpointing": False, "logging_steps": 1, "save_steps": 4, **sft}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return tmp_path
@@ -58,17 +58,33 @@ def reload_and_generate(path):
     return out
 
 
+def tokenized_lengths(tiny_model, max_length=128):
+    from transformers import AutoTokenizer
+
+    from evolinstruct.train.data import tokenize_pair
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    return [len(tokenize_pair(tok, i, o, max_length)["input_ids"]) for i, o in PAIRS]
+
+
 def test_full_fine_tuning_lowers_the_loss_and_the_model_reloads_and_generates(tmp_path, tiny_model):
     path = project(tmp_path, tiny_model)
     err = finish(path)
-    assert "global batch 8 = 4 per device x 1 devices x 2 accumulation steps" in err
+    assert "attention sdpa keeps packed examples apart" in err
+    assert "padding-free micro-batches of up to" in err and "8 examples per optimizer step" in err
+    assert "gradient checkpointing off (set by sft.gradient_checkpointing" in err
     curve = losses(path)
     assert len(curve) == 24 and sum(curve[-4:]) / 4 < 0.7 * sum(curve[:4]) / 4
     config = json.loads((path / "models/sft/training_config.json").read_text())
-    assert config["accumulation_steps"] == 2 and len(config["train_data_sha256"]) == 64
+    assert config["padding_free"] and config["attention"] == "sdpa" and len(config["train_data_sha256"]) == 64
     assert config["base_model_commit"] is None and config["learning_rate"] == 3e-3
     metrics = json.loads((path / "metrics/sft.json").read_text())
-    assert metrics["steps"] == 24 and metrics["tokens_per_s"] > 0 and metrics["wall_time_s"] > 0
+    assert metrics["steps"] == 24 and metrics["padding_share"] == 0.0 and metrics["examples_trained"] == 32
+    assert metrics["final_loss"] == pytest.approx(curve[-1], abs=1e-5) and metrics["examples_dropped_for_length"] == 0
+    report = json.loads((path / "reports/sft.json").read_text())
+    # 24 steps of 8 over 32 examples = 6 epochs: the real tokens counted, not an estimate
+    assert report["tokens_trained"] == 6 * 8 * sum(tokenized_lengths(tiny_model))
+    assert metrics["tokens_per_s"] == pytest.approx(report["tokens_trained"] / report["wall_time_s"], rel=0.01)
     out = reload_and_generate(path)
     assert out.completion_tokens > 0
 
@@ -78,9 +94,9 @@ def test_lora_trains_adapters_only_and_saves_a_merged_model(tmp_path, tiny_model
     finish(path)
     curve = losses(path)
     assert sum(curve[-4:]) / 4 < sum(curve[:4]) / 4
-    metrics = json.loads((path / "metrics/sft.json").read_text())
+    report = json.loads((path / "reports/sft.json").read_text())
     full = json.loads((tmp_path / "models/sft/config.json").read_text())
-    assert 0 < metrics["trainable_parameters"] < full["hidden_size"] * full["vocab_size"]
+    assert 0 < report["trainable_parameters"] < full["hidden_size"] * full["vocab_size"]
     assert (path / "models/sft/adapter/adapter_config.json").exists()
     assert not (path / "models/sft/adapter_config.json").exists()  # the top level is a plain model
     assert reload_and_generate(path).completion_tokens > 0
@@ -101,17 +117,37 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, tiny_mode
     assert not checkpoints.exists() or not any(checkpoints.iterdir())  # spent checkpoints are removed
 
 
-def test_packing_is_refused_unless_attention_keeps_examples_apart(tmp_path, tiny_model):
-    with pytest.raises(EvolError, match="packed examples would attend to each other"):
-        check_packing(True, "")
-    with pytest.raises(EvolError, match="attend to each other with attention 'sdpa'"):
-        check_packing(True, "sdpa")
-    check_packing(True, "flash_attention_2")
-    check_packing(False, "")
-    path = project(tmp_path, tiny_model, packing=True)
-    proc = sft(path)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 1 and "sft.packing" in err and "flash_attention_2" in err
+def test_the_padded_fallback_trains_the_same_global_batches_to_the_same_loss(tmp_path, tiny_model):
+    """packing: false pads (bucketed by length); same data and seed give the same loss curve."""
+    packed = project(tmp_path / "packed", tiny_model, max_steps=6, logging_steps=1)
+    padded = project(tmp_path / "padded", tiny_model, max_steps=6, logging_steps=1, packing=False)
+    finish(packed)
+    err = finish(padded)
+    assert "padded micro-batches of up to" in err
+    assert losses(padded) == pytest.approx(losses(packed), abs=2e-4)
+    assert 0 < json.loads((padded / "metrics/sft.json").read_text())["padding_share"] < 0.5
+
+
+def test_long_examples_are_counted_and_tokenization_is_cached(tmp_path, tiny_model):
+    import datasets
+
+    fits = max(tokenized_lengths(tiny_model))  # every pair fits; the two long records do not
+    path = project(tmp_path, tiny_model, max_steps=2, max_length=fits)
+    long = [seed_record("Explain " + "in detail " * 80, "Done."), seed_record("Short.", "x = 1\n" * 80)]
+    records = [seed_record(i, o) for i, o in PAIRS] * 8 + long
+    write_records(path / "data/merged/train.jsonl", records)
+    datasets.Dataset.from_list([{"id": r.id, "instruction": r.instruction, "output": r.output, "round": 0}
+                                for r in records]).save_to_disk(str(path / "data/merged/dataset"))
+    err = finish(path)
+    assert f"2 of 34 examples are longer than sft.max_length={fits}: 1 truncated to it, 1 dropped" in err
+    metrics = json.loads((path / "metrics/sft.json").read_text())
+    assert metrics["examples_dropped_for_length"] == 1 and metrics["examples_trained"] == 33
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    params["sft"]["learning_rate"] = 1e-3  # an `-S sft.learning_rate=...` experiment
+    (path / "params.yaml").write_text(yaml.safe_dump(params))
+    err = finish(path)
+    assert "tokenized 34 examples (from the cache)" in err
+    assert json.loads((path / "reports/sft.json").read_text())["tokenization_cached"] is True
 
 
 def test_packed_batches_restart_positions_and_mask_each_examples_first_token():
@@ -144,3 +180,23 @@ def test_the_stage_runs_unchanged_under_accelerate_launch(tmp_path, tiny_model):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((path / "metrics/sft.json").read_text())["steps"] == 4
     assert (path / "models/sft/config.json").exists()
+
+
+def test_two_processes_train_the_same_loss_curve_as_one(tmp_path, tiny_model):
+    """DDP over 2 CPU processes (gloo): each rank takes its share of every global batch and the loss is
+    normalised by the response tokens of the whole global batch, so the curve is the 1-process one."""
+    import sys
+
+    one = project(tmp_path / "one", tiny_model, max_steps=6, save_steps=100)
+    two = project(tmp_path / "two", tiny_model, max_steps=6, save_steps=100)
+    finish(one)
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "-m", "evolinstruct.stages.sft"], cwd=two, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "8 examples per optimizer step over 2 device(s)" in proc.stderr
+    assert losses(two) == pytest.approx(losses(one), abs=1e-4)
+    report = json.loads((two / "reports/sft.json").read_text())
+    assert report["world_size"] == 2
+    assert report["tokens_trained"] == json.loads((one / "reports/sft.json").read_text())["tokens_trained"]

@@ -212,27 +212,33 @@ class SFTParams(Group):
     epochs: float = Field(3.0, gt=0, description="Training epochs.")
     max_steps: int = Field(-1, ge=-1, description=(
         "Stop after this many optimizer steps (-1 = run all epochs); for smoke tests and demos."))
-    max_length: int = Field(2048, ge=1, description="Most tokens per training example.")
+    max_length: int = Field(2048, ge=1, description=(
+        "Most tokens per training example; longer ones are truncated to it (dropped when no response token is "
+        "left), both counted and logged."))
     warmup_steps: int = Field(30, ge=0, description="Learning-rate warmup steps.")
     lr_scheduler: LR_SCHEDULERS = Field("cosine", description="Learning-rate schedule (transformers' names).")
     global_batch_size: int = Field(512, ge=1, description=(
-        "Target global batch = per-device batch x gradient accumulation x devices; the stage derives the "
-        "accumulation from it."))
-    per_device_batch_size: int = Field(4, ge=1, description="Examples per device per forward pass.")
+        "Examples per optimizer step, over all devices, however they are split into micro-batches (the loss is "
+        "normalised by the response tokens of the whole global batch)."))
+    micro_batch_tokens: int = Field(0, ge=0, description=(
+        "Token budget of one micro-batch (its tokens packed, or longest x count padded); 0 = automatic from the "
+        "model size and free memory. An example longer than it is a micro-batch of its own."))
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description=(
         "`auto` = bf16 on GPUs that support it, else fp16 on GPU (the paper's), fp32 on CPU."))
-    gradient_checkpointing: bool = Field(True, description="Trade compute for memory.")
+    gradient_checkpointing: bool | Literal["auto"] = Field("auto", description=(
+        "`auto` = on only when memory needs it (the decision is logged), or `true` / `false`."))
     logging_steps: int = Field(10, ge=1, description="Log the loss every this many steps.")
     save_steps: int = Field(200, ge=1, description="Checkpoint every this many steps (an interrupted run resumes).")
     seed: int = Field(42, description="Training seed.")
     deepspeed: str = Field("", description="A DeepSpeed JSON config (`configs/zero2.json`, `configs/zero3.json`); "
                                            "empty = none.")
     attn_implementation: str = Field("", description=(
-        "Attention kernel: empty = the model's default (sdpa), or `flash_attention_2` (needed for packing)."))
-    packing: bool = Field(False, description=(
-        "Padding-free packing (no pad tokens, position ids restart per example). Refused unless "
-        "`attn_implementation` is a flash-attention kernel, which keeps examples from attending to each other."))
+        "Attention kernel: empty = the fastest one that keeps packed examples apart (flash_attention_2, "
+        "flex_attention, sdpa, eager, probed in that order), or a transformers name to use that one."))
+    packing: bool = Field(True, description=(
+        "Padding-free micro-batches (examples concatenated, position ids restarting per example) when an "
+        "attention path passes the probe that packed logits equal lone ones; false = length-bucketed padding."))
     lora_r: int = Field(0, ge=0, description=(
         "LoRA rank; 0 = full fine-tuning (the paper's). With LoRA, `models/sft/` holds the merged model and "
         "the adapter is in `models/sft/adapter/`."))
@@ -242,6 +248,10 @@ class SFTParams(Group):
         "Modules that get LoRA adapters (peft's names; `all-linear` = every linear layer but the head)."))
     quantization: Literal["none", "4bit", "8bit"] = Field("none", description=(
         "`4bit` / `8bit` for QLoRA (bitsandbytes, CUDA only; needs `lora_r` > 0)."))
+    liger_kernels: bool = Field(False, description=(
+        "Liger kernels (fused linear cross-entropy: no logits in memory); needs `pip install liger-kernel`."))
+    torch_compile: bool = Field(False, description=(
+        "`torch.compile` the model (a compile per new micro-batch shape; pays off on long GPU runs)."))
 
 
 class EvaluateParams(Group):
@@ -338,7 +348,18 @@ G = TypeVar("G", bound=BaseModel)
 class _ParamsLoader(yaml.SafeLoader):
     """PyYAML's safe loader (YAML 1.1) plus YAML 1.2's float rule: a number with an exponent and no
     dot (`2e-5`, `1e4`) or an unsigned exponent (`1.0e5`) is a float, not a string. DVC's `-S`
-    writes small floats this way (`3e-05`)."""
+    writes small floats this way (`3e-05`). A key given twice in one mapping is an error: PyYAML
+    would silently keep the last one, so the first would look set and do nothing."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice in one mapping", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 _ParamsLoader.add_implicit_resolver(

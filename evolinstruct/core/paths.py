@@ -18,3 +18,4 @@ METRICS = Path("metrics")
 REPORTS = Path("reports")  # detail behind the headline metrics: per-rule, per-round, per-reason counts
 PLOTS = Path("plots")
 STATE = Path(".evolinstruct")  # caches and checkpoints: not DVC outputs, never holds secrets
+REPORTS = Path("reports")  # detail behind metrics/: normal stage outputs

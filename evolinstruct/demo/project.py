@@ -168,7 +168,7 @@ def summary(project: Path) -> str:
         f"{run.get('requests_sent', 0)} requests sent, {run.get('cache_hits', 0)} answered from the cache",
         f"eliminate: {eliminate.get('kept', 0)} kept, {eliminate.get('removed', 0)} removed",
         f"merge_shuffle: {merged.get('train_records', 0)} training records",
-        f"sft: {sft.get('steps', 0)} steps, loss {sft.get('train_loss', 0):.3f}, {sft.get('tokens_per_s', 0):.0f} tokens/s",
+        f"sft: {sft.get('steps', 0)} steps, loss {sft.get('final_loss') or 0:.3f}, {sft.get('tokens_per_s', 0):.0f} tokens/s",
     ]
     lines += [f"evaluate: {name} pass@1 {s.get('pass@1', 0):.3f} over {s.get('problems', 0)} problems "
               "(random-weight models: this number means nothing)" for name, s in scores.items() if isinstance(s, dict)]
