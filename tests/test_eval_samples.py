@@ -97,3 +97,22 @@ def test_mbpp_samples_from_the_full_release(tmp_path):
     result = CliRunner().invoke(cli, ["eval-samples", str(path), "--benchmark", "mbpp", "--problem-file", str(mbpp_file)])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output.strip().splitlines()[-1]) == {"pass@1": 1.0}
+
+
+def test_the_documented_evalplus_command_scores_a_local_mbpp_plus_file(tmp_path, monkeypatch):
+    """docs/evaluation.md: `evol eval-samples samples.jsonl --benchmark mbpp_plus --problem-file
+    MbppPlus.jsonl --out results.jsonl`, exactly, on an EvalPlus-format file of our own."""
+    from test_benchmarks import mbpp_plus_rows
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "MbppPlus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in mbpp_plus_rows()))
+    right = "def similar_elements(a, b):\n    return tuple(set(a) & set(b))\n"
+    wrong = "def similar_elements(a, b):\n    return (4, 5)\n"  # passes MBPP's one test, not the plus ones
+    (tmp_path / "samples.jsonl").write_text("".join(
+        json.dumps({"task_id": "Mbpp/2", "completion": c}) + "\n" for c in (right, wrong)))
+    command = "eval-samples samples.jsonl --benchmark mbpp_plus --problem-file MbppPlus.jsonl --out results.jsonl"
+    result = CliRunner().invoke(cli, command.split())
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1]) == {"pass@1": 0.5}
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [r["passed"] for r in rows] == [True, False]
