@@ -76,10 +76,7 @@ def main() -> None:
         table.save_to_disk(str(folder))
     stats = round_statistics(merged)
     write_json(REPORT, {"train_records": len(merged), "rounds": {str(r["round"]): r for r in stats}})
-    write_json(paths.METRICS / "merge_shuffle.json", {
-        "train_records": len(merged),
-        "train_records_by_round": {str(r["round"]): r["records"] for r in stats},
-    })
+    write_json(paths.METRICS / "merge_shuffle.json", {"train_records": len(merged)})
     log.info("merged %d records from %d rounds into %s", len(merged), len(stats), paths.MERGED)
 
 
