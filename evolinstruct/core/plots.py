@@ -57,7 +57,7 @@ def stacked_bars(path: str | os.PathLike[str], categories: Sequence[str], stacks
         ax.bar(list(categories), list(values), bottom=bottom, label=name)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
     _save(fig, Path(path))
 
 
