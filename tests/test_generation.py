@@ -313,3 +313,11 @@ def test_rows_that_end_make_room_for_the_next_prompts_without_changing_any_answe
     hook.remove()
     assert joins and mine == plain
     assert len({len(t) for t in plain}) > 2 and stats["new_tokens"] < 24 * len(prompts)
+
+
+def test_an_answer_with_a_nul_byte_is_extracted_not_a_crash():
+    """A sampled random-weight model wrote a NUL byte. `ast.parse` raises ValueError for it on some
+    Python 3.11 releases (SyntaxError on others), which once stopped the whole evaluate stage."""
+    for answer in ("    return x\x00 + 1\nprint(f(1))\n", "```python\ndef f(x):\n    return x\x00\n```\nassert f(1)\n"):
+        result = extract(answer, "f")
+        assert "\x00" in result.code  # kept as written: the sandbox scores it (a failure), nothing stops

@@ -98,7 +98,7 @@ def _drop_preamble(result: Extraction) -> None:
 def _is_prose(text: str) -> bool:
     try:
         ast.parse(text)
-    except SyntaxError:
+    except (SyntaxError, ValueError):  # ValueError: a NUL byte, which sampled model output can hold
         return True
     return False
 
@@ -108,7 +108,8 @@ def _drop_top_level_calls(result: Extraction, entry_point: str | None) -> None:
     code = result.code
     try:
         tree = ast.parse(code)
-    except SyntaxError:  # a function-body completion, or broken code: only whole print/assert lines
+    except (SyntaxError, ValueError):  # a function-body completion, or broken code (even a NUL byte):
+        # only whole print/assert lines
         kept = []
         for line in code.split("\n"):
             if re.match(r"^(print\s*\(|assert\s)", line):
