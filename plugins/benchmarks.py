@@ -34,7 +34,6 @@ from evolinstruct.evaluate.extract import defines
 from evolinstruct.hookspecs import hookimpl
 
 log = logging.getLogger(__name__)
-_TRUE = {"1", "true", "yes", "on"}
 
 
 def read_rows(path: str) -> list[dict[str, Any]]:
@@ -53,14 +52,14 @@ def read_rows(path: str) -> list[dict[str, Any]]:
         raise EvolError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
 
 
-def hub_offline() -> bool:
-    """Whether the hub is off: `HF_HUB_OFFLINE` / `HF_DATASETS_OFFLINE` set, or its host unreachable.
+def hub_out_of_reach() -> bool:
+    """Whether the hub is off: offline mode set (`hf.hub_offline`), or its host unreachable.
 
     Probed once per process (a 3 s TCP connect) so that an offline run fails or skips in seconds
     instead of spending its retries on every benchmark."""
-    if any(os.environ.get(v, "").lower() in _TRUE for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
-        return True
-    return not _hub_reachable()
+    from evolinstruct.llm.hf import hub_offline
+
+    return hub_offline() or not _hub_reachable()
 
 
 @functools.lru_cache(maxsize=1)
@@ -79,7 +78,7 @@ def hub_rows(name: str, hub_id: str, options: Mapping[str, Any], config: str | N
 
     Offline, only the local datasets cache is tried (no retries); when the data is not there the
     error is one line (`BenchmarkUnavailable`) saying where to get it."""
-    offline = hub_offline()
+    offline = hub_out_of_reach()
     if offline:
         os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
     import datasets

@@ -31,9 +31,10 @@ def is_local(name_or_path: str) -> bool:
 
 
 def hub_offline() -> bool:
-    """True when `HF_HUB_OFFLINE` is set: nothing may be fetched from the hub, so a missing model
-    or data set is reported at once instead of being tried (and retried) on the network."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE
+    """True when `HF_HUB_OFFLINE` (or `datasets`' own `HF_DATASETS_OFFLINE`) is set: nothing may be
+    fetched from the hub, so a missing model or data set is reported at once instead of being tried
+    (and retried) on the network."""
+    return any(os.environ.get(v, "").strip().upper() in _TRUE for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
 def looks_like_path(value: str, root: str | os.PathLike[str] = ".") -> bool:
