@@ -51,6 +51,7 @@ def test_offline_a_hub_model_must_be_in_the_cache(project, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(project / "hub"))
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)  # an offline benchmark load earlier may have set it
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ParamsError, match=r"sft.base_model: owner/model is not in the local Hugging Face cache, "
                                           r"and HF_HUB_OFFLINE=1 forbids downloading it"):
@@ -64,6 +65,9 @@ def test_offline_a_hub_model_must_be_in_the_cache(project, monkeypatch):
     assert hf.check_source("sft.base_model", "owner/model") == "owner/model"
     monkeypatch.delenv("HF_HUB_OFFLINE")
     assert hf.check_source("sft.base_model", "other/model") == "other/model"  # online: the hub decides
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # datasets' own switch counts as offline too
+    with pytest.raises(ParamsError, match="other/model is not in the local Hugging Face cache"):
+        hf.check_source("sft.base_model", "other/model")
 
 
 def test_sft_stops_at_once_on_a_missing_base_model(project, capsys):
