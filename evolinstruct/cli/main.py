@@ -129,7 +129,7 @@ def estimate(params_path: Path, seed_path: Path, as_json: bool) -> None:
     registry = get_registry()
     registry.configure(params.plugins, str(params_path))
     version = registry.version_key("backend", params.evolver.backend)
-    result = run_estimate(params_path, seed_path, heuristics_for(params.evolve), filters_for(params.evolve), version)
+    result = run_estimate(params, seed_path, heuristics_for(params.evolve), filters_for(params.evolve), version)
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else render(result))
 
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from evolinstruct.core.errors import EvolError
-from evolinstruct.core.params import read_params
+from evolinstruct.core.params import Params
 from evolinstruct.core.records import Record, read_records
 from evolinstruct.evolve.filters import Filter
 from evolinstruct.evolve.heuristics import Heuristic
@@ -66,9 +66,10 @@ class Estimate:
                 "rounds": [asdict(r) for r in self.rounds], "total": asdict(self.total())}
 
 
-def estimate(params_path: Path, seed_path: Path, heuristics: Sequence[Heuristic], filters: Sequence[Filter],
+def estimate(everything: Params, seed_path: Path, heuristics: Sequence[Heuristic], filters: Sequence[Filter],
              version: str = "", growth: float = 1.3) -> Estimate:
-    """Estimate the evolve stage configured by `params_path` over the seed records in `seed_path`.
+    """Estimate the evolve stage configured by `everything` (the validated params.yaml) over the seed
+    records in `seed_path`.
 
     The real evolution logic (`Evolver.record`) is replayed over the request cache: while a
     record's requests are cached, its rounds follow the real answers exactly (and count as
@@ -77,7 +78,6 @@ def estimate(params_path: Path, seed_path: Path, heuristics: Sequence[Heuristic]
     every later request of that record counts as to pay. `heuristics` and `filters` are the
     plugin objects the stage would use, `version` its backend plugin's (part of the request keys).
     """
-    everything = read_params(params_path)  # the same schema as the stages: every error, before any work
     rounds, config, params = everything.rounds, everything.evolver, everything.evolve
     if not seed_path.exists():
         raise EvolError(f"{seed_path}: not found; the estimate is computed from the seed data",
