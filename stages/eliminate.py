@@ -234,7 +234,7 @@ def write_plots(kept: list[Record], dropped: list[Record]) -> None:
 
 def main() -> None:
     started = time.monotonic()
-    registry = prepare(("benchmark",))
+    registry = prepare("eliminate")
     params = read_group(EliminateParams, "eliminate")
     if params.decontaminate:
         check_option_paths("eliminate.benchmark_options", params.benchmark_options)

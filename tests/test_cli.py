@@ -71,6 +71,12 @@ def test_stats_per_round(project):
     assert sum(row["training"] for row in data["rounds"].values()) == data["training_records"]
     text = evol("stats", "--project", str(path)).output
     assert "training set: 2 records" in text and "removed" in text.splitlines()[1]
+    # Heuristic counts per round, as --json has them (docs/evolution.md).
+    lines = text.splitlines()
+    drawn = lines[lines.index("heuristics drawn per round (evolve attempts):") + 1:]
+    for k in ("1", "2"):
+        row = next(line for line in drawn if line.split()[0] == k)
+        assert row.split(None, 1)[1] == ", ".join(f"{h} {n}" for h, n in data["rounds"][k]["heuristics"].items())
 
 
 @pytest.mark.parametrize("command", ["plugins", "demo", "params", "estimate", "eval-samples", "inspect", "stats"])
