@@ -95,32 +95,41 @@ def wrong_return(source: str, method: str, value: Any, returns: Returns) -> Plug
                        returns.hint)
 
 
-def registration_problem(kind: str, obj: Any) -> str | None:
-    """Why `obj` cannot be registered as a `kind` (seen without calling it), or None."""
+def registration_problem(kind: str, obj: Any) -> tuple[str, str] | None:
+    """Why `obj` cannot be registered as a `kind` (seen without calling it), and a hint; or None."""
     from evolinstruct.llm.backends import Backend
 
     if kind == "backend":
         if isinstance(obj, Backend):
-            return (f"registered an instance of {type(obj).__name__} where a subclass of evolinstruct.api.Backend "
-                    f"(the class) is expected; call register({type(obj).__name__}), not register({type(obj).__name__}(...))")
+            name = type(obj).__name__
+            return (f"registered an instance of {name} where a subclass of evolinstruct.api.Backend (the class, "
+                    "not an instance) is expected", f"call register({name}); the core constructs it with the evolver params")
         if not (isinstance(obj, type) and issubclass(obj, Backend)):
-            return f"registered {describe_value(obj)} where a subclass of evolinstruct.api.Backend (the class) is expected"
+            return (f"registered {describe_value(obj)} where a subclass of evolinstruct.api.Backend (the class) is "
+                    "expected", "subclass evolinstruct.api.Backend and register the class")
         if obj.complete is Backend.complete and obj.complete_many is Backend.complete_many:
-            return f"backend class {obj.__name__} implements neither complete nor complete_many"
+            return (f"backend class {obj.__name__} implements neither complete nor complete_many",
+                    "implement `async def complete(self, prompt, sampling) -> Completion` (docs/plugins.md)")
         if obj.supports_batch and any(getattr(obj, m) is getattr(Backend, m)
                                       for m in ("submit_batch", "poll_batch", "batch_results")):
             return (f"backend class {obj.__name__} sets supports_batch but does not implement submit_batch, "
-                    "poll_batch and batch_results")
+                    "poll_batch and batch_results", "implement the three batch methods, or leave supports_batch False")
         return None
     if isinstance(obj, type):
-        return (f"registered the class {obj.__name__} where {EXPECTED[kind]} (an instance) is expected; "
+        return (f"registered the class {obj.__name__} where {EXPECTED[kind]} (an instance) is expected",
                 f"call register({obj.__name__}(...)), not register({obj.__name__})")
+    if isinstance(obj, list | tuple | set):
+        return (f"registered {describe_value(obj)} where {EXPECTED[kind]} is expected",
+                "call register(obj) once per object")
     if kind == "heuristic":
-        return None if isinstance(obj, Heuristic) else f"registered {describe_value(obj)} where {EXPECTED[kind]} is expected"
+        if isinstance(obj, Heuristic):
+            return None
+        return (f"registered {describe_value(obj)} where {EXPECTED[kind]} is expected",
+                "register Heuristic(name, family, template, weight)")
     missing = [m for m in REQUIRED[kind] if not callable(getattr(obj, m, None))]
     if missing:
         return (f"registered {describe_value(obj)} where {EXPECTED[kind]} is expected: it has no method "
-                f"{', '.join(missing)} (needs {', '.join(REQUIRED[kind])})")
+                f"{', '.join(missing)}", f"implement {', '.join(REQUIRED[kind])} (docs/plugins.md)")
     return None
 
 

@@ -112,9 +112,9 @@ def template_problems(template: Any) -> list[str]:
     return problems
 
 
-def _contract_problem(kind: str, obj: Any) -> str | None:
-    """Why `obj` cannot be registered as a `kind`, or None when it meets the hook's contract as far
-    as can be seen without calling it (the results of its methods are checked at the first call)."""
+def _contract_problem(kind: str, obj: Any) -> tuple[str, str] | None:
+    """Why `obj` cannot be registered as a `kind`, with a hint, or None when it meets the hook's
+    contract as far as can be seen without calling it (its methods' results are checked at the first call)."""
     problem = registration_problem(kind, obj)
     if problem or kind != "heuristic":
         return problem
@@ -123,7 +123,9 @@ def _contract_problem(kind: str, obj: Any) -> str | None:
         problems.append("family must be a non-empty string")
     if isinstance(obj.weight, bool) or not isinstance(obj.weight, int | float) or obj.weight < 0:
         problems.append(f"weight must be a number >= 0, got {obj.weight!r}")
-    return f"heuristic '{obj.name}': " + "; ".join(problems) if problems else None
+    if problems:
+        return f"heuristic '{obj.name}': " + "; ".join(problems), "fix the heuristic (docs/hooks.md, register_heuristics)"
+    return None
 
 
 class Registry:
@@ -315,10 +317,11 @@ class Registry:
             for obj in contributed:
                 problem = _contract_problem(kind, obj)
                 if problem is None and not (isinstance(getattr(obj, "name", None), str) and obj.name):
-                    problem = f"registered a {kind} without a string 'name': {obj!r}"
+                    problem = (f"registered a {kind} without a string 'name': {obj!r}",
+                               "give it a `name` attribute: the value users put in params")
                 if problem:
-                    raise PluginError(f"{info.source} in {HOOKS[kind]}: {problem}",
-                                      f"fix the plugin, or disable it with {ENV_DISABLE}={info.name}")
+                    raise PluginError(f"{info.source} in {HOOKS[kind]}: {problem[0]}",
+                                      f"{problem[1]}; or disable the plugin with {ENV_DISABLE}={info.name}")
             names = [obj.name for obj in contributed]
             for name, obj in zip(names, contributed, strict=True):
                 if name in found:
