@@ -247,7 +247,7 @@ def _checked_method(method: Callable[..., Any], name: str, spec: Returns, source
         @functools.wraps(method)
         def fatal(error: BaseException) -> Any:
             if isinstance(error, PluginContractError):  # every request would meet it: stop the run
-                return Fatal("plugin", str(error))
+                return Fatal("plugin", f"{error.message}; fix: {error.hint}")
             return check(method(error))
 
         return fatal
