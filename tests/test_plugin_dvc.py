@@ -6,6 +6,7 @@ saying what to run. And the Done-when of issue 23 on the demo project: a new fil
 enabled, then `dvc repro`; upgraded, then `dvc repro` reruns evolve and not evaluate."""
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -179,3 +180,81 @@ def test_a_broken_plugin_stops_the_lock_step_and_is_not_recorded(project):
     assert ("plugins.lock.yaml: not written: plugin 'echo' (evol-echo 1.0) is broken: failed to load: ImportError: "
             "half-installed") in proc.stdout + proc.stderr
     assert (root / "plugins.lock.yaml").read_text() == before
+
+
+# --- issue 23, Done when: a new filter plugin in the demo project, installed with pip ----------------
+
+SHOUTY = '''
+from evolinstruct.api import Rejection, hookimpl
+
+
+class Shouty:
+    """Rejects an evolved instruction written in capitals."""
+
+    name = "shouty"
+
+    def judge_prompt(self, candidate):
+        return None
+
+    def check(self, candidate, judgement):
+        return Rejection("shouty", "all capitals") if candidate.instruction.isupper() else None
+
+
+@hookimpl
+def register_filters(register):
+    register(Shouty())
+'''
+
+
+def pip_install_shouty(tmp: Path, site: Path, version: str) -> None:
+    """`pip install` a small local package (a real wheel build, no index) into `site`."""
+    package = tmp / "evol-shouty"
+    (package / "evol_shouty").mkdir(parents=True, exist_ok=True)
+    (package / "evol_shouty/__init__.py").write_text(SHOUTY)
+    (package / "pyproject.toml").write_text(textwrap.dedent(f"""
+        [build-system]
+        requires = ["setuptools>=69"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "evol-shouty"
+        version = "{version}"
+
+        [project.entry-points.evolinstruct]
+        shouty = "evol_shouty"
+    """))
+    # pip's --target does not uninstall the old version's dist-info, as an install into an environment does.
+    for old in site.glob("evol_shouty*"):
+        shutil.rmtree(old)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation",
+                    "--upgrade", "--target", str(site), str(package)], check=True, capture_output=True, timeout=300)
+
+
+def test_a_new_filter_plugin_in_the_demo_needs_only_dvc_repro_and_its_upgrade_reruns_evolve_not_evaluate(
+        tmp_path, own_request_cache):
+    import re
+
+    from evolinstruct.demo.project import run_demo
+
+    project, site = tmp_path / "demo", tmp_path / "site"
+    run_demo(project, REPO, ["rounds=1", "evolver.max_tokens=16", "sft.max_steps=1", "sft.save_steps=1",
+                             "evaluate.limit=2", "evaluate.max_new_tokens=8"])  # small: only the reruns matter
+
+    def repro() -> list[str]:
+        proc = run(project, site, "dvc", "repro", strict="0")  # as users run it
+        return re.findall(r"Running stage '(\w+)'", proc.stdout + proc.stderr)
+
+    pip_install_shouty(tmp_path, site, "1.0")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["evolve"]["filters"].append("shouty")
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "evolve" in repro()
+    lock = yaml.safe_load((project / "plugins.lock.yaml").read_text())
+    assert lock["evolve"]["filter"]["shouty"] == "evol-shouty 1.0"
+    assert "shouty" not in str(lock["evaluate"])
+    assert repro() == ["plugins"]  # nothing else pending
+
+    pip_install_shouty(tmp_path, site, "1.1")  # the upgrade
+    stages = repro()
+    assert stages[:2] == ["plugins", "evolve"] and "evaluate" not in stages, stages
+    assert yaml.safe_load((project / "plugins.lock.yaml").read_text())["evolve"]["filter"]["shouty"] == "evol-shouty 1.1"
