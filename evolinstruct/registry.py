@@ -129,7 +129,13 @@ def _contract_problem(kind: str, obj: Any) -> tuple[str, str] | None:
 
 
 class Registry:
-    """Typed facade over the pluggy plugin manager."""
+    """Typed facade over the pluggy plugin manager: what the ``evol_registry`` fixture and
+    :func:`registered` hand out. A test registers an in-process plugin with ``register(plugin,
+    name)``, sets its params with ``configure({"<name>": {...}})``, and gets the objects the core
+    would use with ``heuristics()``, ``backends()``, ``filters()``, ``benchmarks()`` (each
+    ``{name: object}``), ``pick(kind, name)`` or ``make_backend(config)``; ``describe()`` is what
+    `evol plugins` shows. Filters, benchmarks and backends come wrapped: what their methods return
+    is checked at the first call, as in a stage."""
 
     def __init__(self, pm: pluggy.PluginManager | None = None) -> None:
         self.pm = pm or pluggy.PluginManager(hookspecs.PROJECT_NAME)
@@ -141,6 +147,7 @@ class Registry:
 
     # --- loading --------------------------------------------------------------------------
     def load_entry_points(self, group: str = hookspecs.PROJECT_NAME) -> None:
+        """Load and register every installed plugin of the entry-point group (the built-ins too)."""
         disabled = _env_list(ENV_DISABLE)
         entry_points = sorted(metadata.entry_points(group=group), key=lambda e: e.name)
         unknown = sorted(disabled - {ep.name for ep in entry_points})
@@ -183,6 +190,7 @@ class Registry:
             raise
 
     def unregister(self, name: str) -> None:
+        """Forget the plugin `name` and what it registered."""
         self.pm.unregister(name=name)
         self.infos.pop(name, None)
         self._params.pop(name, None)
@@ -344,15 +352,19 @@ class Registry:
         return dict(sorted(found.items()))
 
     def heuristics(self) -> dict[str, Any]:
+        """{name: Heuristic} of every plugin."""
         return self.collect("heuristic")
 
     def backends(self) -> dict[str, Any]:
+        """{name: Backend subclass} of every plugin."""
         return self.collect("backend")
 
     def filters(self) -> dict[str, Any]:
+        """{name: filter} of every plugin, each checked at its first call."""
         return self.collect("filter")
 
     def benchmarks(self) -> dict[str, Any]:
+        """{name: benchmark} of every plugin, each checked at its first call."""
         return self.collect("benchmark")
 
     def pick(self, kind: str, name: str) -> Any:

@@ -17,8 +17,9 @@ RANK = {
     "registry": 2.5,  # knows every domain's plugin types, to check the hooks' contracts
     "plugin_contracts": 2.4, "plugin_lock": 2.4,  # the registry's helpers: contracts checked, versions locked
     "evolve": 2, "eliminate": 2, "train": 2, "evaluate": 2,
-    "testing": 3, "api": 4, "stages": 3, "plugins": 3, "pytest_plugin": 4,
-    "demo": 4, "cli": 5,
+    "testing": 3, "api": 4, "stages": 3, "pytest_plugin": 4,
+    "plugins": 4.5,  # the built-ins are plugins like any other: they use the public API only
+    "demo": 4.8, "cli": 5,
     "evolinstruct": 0,  # the package root: __version__ only
 }
 #: Decontamination checks training data against the problems a benchmark evaluates: it reads
