@@ -35,7 +35,6 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -418,13 +417,14 @@ class Registry:
 
 
 def prepare(stage: str | Iterable[str], params_path: str | os.PathLike[str] = "params.yaml",
-            lock_path: str | os.PathLike[str] = LOCK_FILE) -> Registry:
+            lock_path: str | os.PathLike[str] = LOCK_FILE, params: Any = None) -> Registry:
     """For the stage `stage` (or, the older form, a stage using plugins of the given kinds): the
     registry with the `plugins` params group validated and passed to the plugins, after checking
-    the plugins it uses against its section of the lock file."""
+    the plugins it uses against its section of the lock file. `params`: the validated params when
+    the stage has read them already (else read from `params_path`)."""
     from evolinstruct.core.params import read_params
 
-    params = read_params(params_path)
+    params = params if params is not None else read_params(params_path)
     registry = get_registry()
     registry.configure(params.plugins, str(params_path))
     if isinstance(stage, str):

@@ -4,12 +4,13 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from evolinstruct.stages.eliminate import EliminateParams, eliminate
 from test_eliminate import lineage_fixture
 
 from evolinstruct.cli.main import cli
 from evolinstruct.core import paths
 from evolinstruct.core.records import write_records
+from evolinstruct.eliminate.run import EliminateParams, eliminate
+from evolinstruct.registry import get_registry
 
 
 @pytest.fixture
@@ -18,7 +19,7 @@ def project(tmp_path):
     write_records(tmp_path / paths.SEED, seeds)
     for k, attempts in enumerate(rounds, start=1):
         write_records(tmp_path / paths.EVOLVED / f"round_{k}.jsonl", attempts)
-    kept, removed, _ = eliminate(seeds, rounds, EliminateParams(benchmarks=["humaneval"]))
+    kept, removed, _ = eliminate(seeds, rounds, EliminateParams(benchmarks=["humaneval"]), get_registry().benchmarks())
     write_records(tmp_path / paths.KEPT, kept)
     write_records(tmp_path / paths.REMOVED, removed)
     return tmp_path, seeds, rounds

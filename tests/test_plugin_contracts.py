@@ -9,6 +9,7 @@ from conftest import REPO
 from pydantic import BaseModel, ConfigDict, Field
 from test_plugins import install_fake_distribution, site  # noqa: F401  (site is a fixture)
 
+from evolinstruct import plugin_lock
 from evolinstruct.api import (
     EvolverConfig,
     Heuristic,
@@ -21,9 +22,8 @@ from evolinstruct.api import (
     hookimpl,
 )
 from evolinstruct.cli.main import cli, render_plugins
-from evolinstruct.llm.request_cache import request_key
-from evolinstruct import plugin_lock
 from evolinstruct.core.params import EvolveParams, read_params
+from evolinstruct.llm.request_cache import request_key
 from evolinstruct.registry import get_registry, lock_text, reset_registry
 from evolinstruct.testing import default_script
 
