@@ -157,13 +157,14 @@ class Checked:
                 raise wrong_return(source, name, result, returns)
             return result
 
+        self.__dict__[name] = checked  # found without __getattr__ from now on (not pickled)
         return checked
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._obj, name, value)
 
     def __getstate__(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {key: self.__dict__[key] for key in ("_obj", "_kind", "_source")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
