@@ -12,12 +12,16 @@ reference (docs/plugins.md is generated from them, and a test keeps the two in s
 
 from __future__ import annotations
 
-from evolinstruct.core.errors import EvolError, MissingSecretError, ParamsError
+from evolinstruct.core.errors import EvolError, MissingSecretError, ParamsError, PluginError
+from evolinstruct.core.prompting import alpaca_prompt
 from evolinstruct.core.records import Record, Rejection
 from evolinstruct.evaluate.benchmarks import Benchmark, BenchmarkUnavailable, Problem
+from evolinstruct.evaluate.extract import defines
+from evolinstruct.evaluate.sandbox import Outcome
 from evolinstruct.evolve.filters import Candidate, Filter
 from evolinstruct.evolve.heuristics import Heuristic
 from evolinstruct.hookspecs import hookimpl
+from evolinstruct.llm import hf
 from evolinstruct.llm.backends import (
     Backend,
     BatchStatus,
@@ -28,9 +32,10 @@ from evolinstruct.llm.backends import (
     Sampling,
     current_request,
 )
-from evolinstruct.llm.dispatch import Control, MalformedResponse, Retry
-from evolinstruct.registry import PluginError
-from evolinstruct.testing import ScriptedBackend, evolve, registered
+from evolinstruct.llm.dispatch import Control, Fatal, MalformedResponse, Retry
+from evolinstruct.llm.hf import hub_offline
+from evolinstruct.registry import Registry
+from evolinstruct.testing import ScriptedBackend, default_script, evolve, registered, score_in_sandbox
 
 __all__ = [
     # hooks
@@ -50,8 +55,12 @@ __all__ = [
     "BatchStatus",
     "Control",
     "Retry",
+    "Fatal",
     "ProviderError",
     "MalformedResponse",
+    # local backends: loading and generating with Hugging Face transformers
+    "hf",
+    "hub_offline",
     # filters
     "Filter",
     "Candidate",
@@ -59,13 +68,20 @@ __all__ = [
     "Benchmark",
     "Problem",
     "BenchmarkUnavailable",
+    "alpaca_prompt",
+    "defines",
     # errors a plugin may raise (or see)
     "EvolError",
     "MissingSecretError",
     "ParamsError",
     "PluginError",
+    # the plugin registry (what the evol_registry fixture and `registered` hand out)
+    "Registry",
     # testing helpers (pytest fixtures wrapping them: evolinstruct.pytest_plugin)
     "ScriptedBackend",
+    "default_script",
     "registered",
     "evolve",
+    "score_in_sandbox",
+    "Outcome",
 ]

@@ -82,8 +82,10 @@ def register_filters(register: Callable[[Any], None], params: Any) -> None:
     :param params: this plugin's validated ``plugins.<name>`` params, or None.
     :return: nothing; anything else is an error naming the plugin.
 
-    An exception raised by ``judge_prompt`` or ``check`` stops the stage with a line naming the
-    filter and its distribution; the traceback is in the log.
+    An exception raised by ``judge_prompt`` or ``check``, or a value of the wrong type returned
+    (``True`` instead of a ``Rejection``), stops the stage with a line naming the filter and its
+    distribution; the traceback is in the log. A class registered instead of an instance is an
+    error at registration.
     """
 
 
@@ -110,7 +112,7 @@ def params_schema() -> Any:
 
     Called when a stage reads params.yaml, before any ``register_*`` hook, and by `evol plugins`.
     ``<name>`` is the plugin's entry-point name. ``dvc exp run -S plugins.<name>.<key>=<value>``
-    changes one, and DVC reruns the stages that use plugins.
+    changes one, and DVC reruns the stages that use one of this plugin's objects (plugins.lock.yaml).
 
     :return: a pydantic ``BaseModel`` subclass whose fields all have defaults. The group is
         validated with it (a wrong type or an unknown key is an error naming ``plugins.<name>.<key>``)

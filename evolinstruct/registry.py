@@ -19,9 +19,12 @@ name, every object checked against its hook's contract. Loading rules:
 
 Plugin params (the ``plugins.<name>`` groups of params.yaml) are validated by each plugin's own
 schema (the ``params_schema`` hook) in :meth:`Registry.configure` and passed to its hooks.
-The distributions and versions of the plugins, by kind, are written to ``plugins.lock.yaml`` by
-``evol plugins --lock``; stages read their kinds' entries as DVC params and refuse to run when the
-installed plugins differ (:meth:`Registry.check_lock`).
+The plugin objects each stage uses, with their distributions, versions and plugin params, are
+written to ``plugins.lock.yaml`` by the always-run ``plugins`` stage of dvc.yaml
+(:mod:`evolinstruct.plugin_lock`); each stage reads its section as a DVC param.
+
+Every filter and benchmark the registry hands out, and every backend it constructs, is wrapped so
+that what its methods return is checked at the first call (:mod:`evolinstruct.plugin_contracts`).
 """
 
 from __future__ import annotations
@@ -32,21 +35,20 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import pluggy
 
-from evolinstruct import hookspecs
+from evolinstruct import hookspecs, plugin_lock
 from evolinstruct.core.errors import ParamsError, PluginError
 from evolinstruct.core.plugin_code import plugin_code, plugin_failure, set_namer  # noqa: F401 (re-exported)
+from evolinstruct.plugin_contracts import Checked, check_backend, registration_problem
+from evolinstruct.plugin_lock import LOCK_FILE, lock_text  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 ENV_DISABLE = "EVOLINSTRUCT_DISABLE_PLUGINS"
 ENV_STRICT = "EVOLINSTRUCT_STRICT_PLUGINS"
-#: The file `evol plugins --lock` writes and stages check; a DVC params file (see dvc.yaml).
-LOCK_FILE = "plugins.lock.yaml"
 
 #: kind -> hook name; the kinds are what `evol plugins` lists.
 HOOKS = {
@@ -74,6 +76,8 @@ class PluginInfo:
     params: list[str] | None = None
     project: str | None = None
     version: str | None = None
+    #: problems that do not stop loading outside strict mode (a misspelled hook); the lock step refuses them
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def source(self) -> str:
@@ -107,36 +111,30 @@ def template_problems(template: Any) -> list[str]:
     return problems
 
 
-def _contract_problem(kind: str, obj: Any) -> str | None:
-    """Why `obj` cannot be registered as a `kind`, or None when it meets the hook's contract."""
-    from evolinstruct.evaluate.benchmarks import Benchmark
-    from evolinstruct.evolve.filters import Filter
-    from evolinstruct.evolve.heuristics import Heuristic
-    from evolinstruct.llm.backends import Backend
-
-    if kind == "heuristic":
-        if not isinstance(obj, Heuristic):
-            return f"registered a {type(obj).__name__} where an evolinstruct.api.Heuristic is expected"
-        problems = template_problems(obj.template)
-        if not isinstance(obj.family, str) or not obj.family:
-            problems.append("family must be a non-empty string")
-        if isinstance(obj.weight, bool) or not isinstance(obj.weight, int | float) or obj.weight < 0:
-            problems.append(f"weight must be a number >= 0, got {obj.weight!r}")
-        return f"heuristic '{obj.name}': " + "; ".join(problems) if problems else None
-    if kind == "backend":
-        if not (isinstance(obj, type) and issubclass(obj, Backend)):
-            return f"registered {obj!r} where a subclass of evolinstruct.api.Backend (the class, not an instance) is expected"
-        return None
-    protocol = {"filter": Filter, "benchmark": Benchmark}[kind]
-    if not isinstance(obj, protocol):
-        methods = ", ".join(m for m in ("judge_prompt", "check", "load", "instruction", "program")
-                            if hasattr(protocol, m))
-        return f"registered a {type(obj).__name__} that does not implement evolinstruct.api.{protocol.__name__} ({methods})"
+def _contract_problem(kind: str, obj: Any) -> tuple[str, str] | None:
+    """Why `obj` cannot be registered as a `kind`, with a hint, or None when it meets the hook's
+    contract as far as can be seen without calling it (its methods' results are checked at the first call)."""
+    problem = registration_problem(kind, obj)
+    if problem or kind != "heuristic":
+        return problem
+    problems = template_problems(obj.template)
+    if not isinstance(obj.family, str) or not obj.family:
+        problems.append("family must be a non-empty string")
+    if isinstance(obj.weight, bool) or not isinstance(obj.weight, int | float) or obj.weight < 0:
+        problems.append(f"weight must be a number >= 0, got {obj.weight!r}")
+    if problems:
+        return f"heuristic '{obj.name}': " + "; ".join(problems), "fix the heuristic (docs/hooks.md, register_heuristics)"
     return None
 
 
 class Registry:
-    """Typed facade over the pluggy plugin manager."""
+    """Typed facade over the pluggy plugin manager: what the ``evol_registry`` fixture and
+    :func:`registered` hand out. A test registers an in-process plugin with ``register(plugin,
+    name)``, sets its params with ``configure({"<name>": {...}})``, and gets the objects the core
+    would use with ``heuristics()``, ``backends()``, ``filters()``, ``benchmarks()`` (each
+    ``{name: object}``), ``pick(kind, name)`` or ``make_backend(config)``; ``describe()`` is what
+    `evol plugins` shows. Filters, benchmarks and backends come wrapped: what their methods return
+    is checked at the first call, as in a stage."""
 
     def __init__(self, pm: pluggy.PluginManager | None = None) -> None:
         self.pm = pm or pluggy.PluginManager(hookspecs.PROJECT_NAME)
@@ -148,6 +146,7 @@ class Registry:
 
     # --- loading --------------------------------------------------------------------------
     def load_entry_points(self, group: str = hookspecs.PROJECT_NAME) -> None:
+        """Load and register every installed plugin of the entry-point group (the built-ins too)."""
         disabled = _env_list(ENV_DISABLE)
         entry_points = sorted(metadata.entry_points(group=group), key=lambda e: e.name)
         unknown = sorted(disabled - {ep.name for ep in entry_points})
@@ -190,6 +189,7 @@ class Registry:
             raise
 
     def unregister(self, name: str) -> None:
+        """Forget the plugin `name` and what it registered."""
         self.pm.unregister(name=name)
         self.infos.pop(name, None)
         self._params.pop(name, None)
@@ -206,6 +206,7 @@ class Registry:
                        f"{closest(caller.name, KNOWN_HOOKS)}")
             if _strict():
                 raise PluginError(problem, f"the hooks are {', '.join(KNOWN_HOOKS)} (docs/hooks.md)")
+            info.warnings.append(problem)
             log.warning("%s; it will never be called (set %s=1 to make this an error)", problem, ENV_STRICT)
 
     def _broken(self, info: PluginInfo, problem: str, exc: BaseException | None = None) -> None:
@@ -323,10 +324,11 @@ class Registry:
             for obj in contributed:
                 problem = _contract_problem(kind, obj)
                 if problem is None and not (isinstance(getattr(obj, "name", None), str) and obj.name):
-                    problem = f"registered a {kind} without a string 'name': {obj!r}"
+                    problem = (f"registered a {kind} without a string 'name': {obj!r}",
+                               "give it a `name` attribute: the value users put in params")
                 if problem:
-                    raise PluginError(f"{info.source} in {HOOKS[kind]}: {problem}",
-                                      f"fix the plugin, or disable it with {ENV_DISABLE}={info.name}")
+                    raise PluginError(f"{info.source} in {HOOKS[kind]}: {problem[0]}",
+                                      f"{problem[1]}; or disable the plugin with {ENV_DISABLE}={info.name}")
             names = [obj.name for obj in contributed]
             for name, obj in zip(names, contributed, strict=True):
                 if name in found:
@@ -334,7 +336,10 @@ class Registry:
                         f"{kind} '{name}' is registered twice: by {owner[name].source} and by {info.source}",
                         f"disable one with {ENV_DISABLE}=<plugin name>",
                     )
-                found[name], owner[name] = obj, info
+                # The core calls the plugin's object through a wrapper that checks what each
+                # method returns, so a wrong type is caught at the first call, naming the plugin.
+                checked = Checked(obj, kind, f"{kind} '{name}' of {info.source}") if kind in ("filter", "benchmark") else obj
+                found[name], owner[name] = checked, info
             info.registers[kind] = sorted(names)
             if kind == "heuristic":
                 info.families = {}
@@ -346,15 +351,19 @@ class Registry:
         return dict(sorted(found.items()))
 
     def heuristics(self) -> dict[str, Any]:
+        """{name: Heuristic} of every plugin."""
         return self.collect("heuristic")
 
     def backends(self) -> dict[str, Any]:
+        """{name: Backend subclass} of every plugin."""
         return self.collect("backend")
 
     def filters(self) -> dict[str, Any]:
+        """{name: filter} of every plugin, each checked at its first call."""
         return self.collect("filter")
 
     def benchmarks(self) -> dict[str, Any]:
+        """{name: benchmark} of every plugin, each checked at its first call."""
         return self.collect("benchmark")
 
     def pick(self, kind: str, name: str) -> Any:
@@ -370,8 +379,9 @@ class Registry:
     def make_backend(self, config: Any) -> Any:
         """The configured backend, constructed with `config`, with its plugin's params set."""
         cls = self.pick("backend", config.backend)
-        backend = cls(config)
         owner = self.owners.get(("backend", cls.name))
+        source = f"backend '{cls.name}' of {owner.source if owner else 'no plugin'}"
+        backend = check_backend(cls(config), source)  # each result checked at the first call
         backend.plugin_params = self.params_for(owner.name) if owner else None
         return backend
 
@@ -399,38 +409,6 @@ class Registry:
             self.collect(kind)
         return sorted(self.infos.values(), key=lambda i: i.name)
 
-    # --- versions under DVC ---------------------------------------------------------------
-    def lock(self) -> dict[str, dict[str, str]]:
-        """{kind: {distribution: version}} of the installed plugins that register that kind;
-        what `evol plugins --lock` writes to plugins.lock.yaml."""
-        result: dict[str, dict[str, str]] = {}
-        for kind in sorted(HOOKS):
-            self.collect(kind)
-            dists = {o.project: o.version for (k, _), o in self.owners.items() if k == kind and o.project}
-            result[kind] = dict(sorted(dists.items()))
-        return result
-
-    def check_lock(self, path: str | os.PathLike[str], kinds: Iterable[str]) -> None:
-        """Stop when the installed plugins for `kinds` differ from the lock file, which DVC
-        tracks: a run would otherwise be recorded against versions that did not produce it.
-        A missing file is not checked (a stage run outside DVC)."""
-        import yaml
-
-        if not Path(path).exists():
-            return
-        locked = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        installed = self.lock()
-        for kind in kinds:
-            want, have = locked.get(kind) or {}, installed[kind]
-            if want == have:
-                continue
-            changes = [f"{d} {want.get(d, 'absent')} -> {have.get(d, 'absent')}"
-                       for d in sorted(set(want) | set(have)) if want.get(d) != have.get(d)]
-            raise PluginError(
-                f"{path}: {kind}: the installed plugins differ from the lock file ({'; '.join(changes)})",
-                "run `evol plugins --lock` to record them (DVC then reruns the stages that use them)",
-            )
-
     def used(self, pairs: Iterable[tuple[str, str]]) -> str:
         """"dist==version, ..." of the plugins that provide the given (kind, name) objects, for a
         stage's metrics."""
@@ -438,26 +416,23 @@ class Registry:
         return ", ".join(f"{d}=={v}" for d, v in sorted(dists.items()))
 
 
-def lock_text(lock: Mapping[str, Mapping[str, str]]) -> str:
-    """The lock file's text: a comment saying where it comes from, then YAML."""
-    import yaml
+def prepare(stage: str | Iterable[str], params_path: str | os.PathLike[str] = "params.yaml",
+            lock_path: str | os.PathLike[str] = LOCK_FILE, params: Any = None) -> Registry:
+    """For the stage `stage` (or, the older form, a stage using plugins of the given kinds): the
+    registry with the `plugins` params group validated and passed to the plugins, after checking
+    the plugins it uses against its section of the lock file. `params`: the validated params when
+    the stage has read them already (else read from `params_path`)."""
+    from evolinstruct.core.params import read_params
 
-    return ("# Generated by `evol plugins --lock`: the distribution and version of every installed plugin, by\n"
-            "# the kind of object it registers. Stages read their kinds' entries as DVC params (dvc.yaml), so\n"
-            "# upgrading a plugin makes `dvc status` show the stages that use it changed; a stage whose\n"
-            "# installed plugins differ from this file stops and says to run `evol plugins --lock`.\n"
-            + yaml.safe_dump({k: dict(v) for k, v in lock.items()}, sort_keys=True, default_flow_style=False))
-
-
-def prepare(kinds: Iterable[str], params_path: str | os.PathLike[str] = "params.yaml",
-            lock_path: str | os.PathLike[str] = LOCK_FILE) -> Registry:
-    """For a stage that uses plugins of `kinds`: the registry with the `plugins` params group
-    validated and passed to the plugins, after checking the installed plugins against the lock file."""
-    from evolinstruct.core.params import load_params
-
+    params = params if params is not None else read_params(params_path)
     registry = get_registry()
-    registry.configure(load_params(params_path).get("plugins"), str(params_path))
-    registry.check_lock(lock_path, kinds)
+    registry.configure(params.plugins, str(params_path))
+    if isinstance(stage, str):
+        stages = [stage]
+    else:
+        kinds = set(stage)
+        stages = [name for name in plugin_lock.STAGES if kinds & set(plugin_lock.KINDS[name])]
+    plugin_lock.check(lock_path, stages, params, registry)
     return registry
 
 

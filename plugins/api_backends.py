@@ -18,10 +18,18 @@ from email.utils import parsedate_to_datetime
 from types import ModuleType
 from typing import Any
 
-from evolinstruct.core.errors import MissingSecretError
-from evolinstruct.hookspecs import hookimpl
-from evolinstruct.llm.backends import Backend, BatchStatus, Completion, EvolverConfig, Sampling
-from evolinstruct.llm.dispatch import Fatal, MalformedResponse, Retry
+from evolinstruct.api import (
+    Backend,
+    BatchStatus,
+    Completion,
+    EvolverConfig,
+    Fatal,
+    MalformedResponse,
+    MissingSecretError,
+    Retry,
+    Sampling,
+    hookimpl,
+)
 
 DEMO_HINT = "or run the offline demo, which needs no key: make demo"
 #: HTTP statuses worth retrying: timeout, conflict, rate limit, and every server error (529 = overloaded).

@@ -27,11 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
-from evolinstruct.core.errors import EvolError
-from evolinstruct.core.prompting import alpaca_prompt
-from evolinstruct.evaluate.benchmarks import BenchmarkUnavailable, Problem
-from evolinstruct.evaluate.extract import defines
-from evolinstruct.hookspecs import hookimpl
+from evolinstruct.api import BenchmarkUnavailable, EvolError, Problem, alpaca_prompt, defines, hookimpl
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +53,7 @@ def hub_out_of_reach() -> bool:
 
     Probed once per process (a 3 s TCP connect) so that an offline run fails or skips in seconds
     instead of spending its retries on every benchmark."""
-    from evolinstruct.llm.hf import hub_offline
+    from evolinstruct.api import hub_offline
 
     return hub_offline() or not _hub_reachable()
 

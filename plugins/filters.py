@@ -10,9 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from evolinstruct.core.records import Rejection
-from evolinstruct.evolve.filters import Candidate
-from evolinstruct.hookspecs import hookimpl
+from evolinstruct.api import Candidate, Rejection, hookimpl
 
 # WizardLM section 3.3, rule 1: the equality judge prompt, verbatim (typo "requirments" included).
 EQUALITY_PROMPT = (

@@ -8,8 +8,7 @@ nlpxucan/WizardLM repository (Evol_Instruct/depth.py, breadth.py).
 
 from __future__ import annotations
 
-from evolinstruct.evolve.heuristics import Heuristic
-from evolinstruct.hookspecs import hookimpl
+from evolinstruct.api import Heuristic, hookimpl
 
 # WizardCoder (arXiv 2306.08568), section 3.1: the Code Evol-Instruct prompt template.
 CODE_TEMPLATE = (

@@ -12,9 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from evolinstruct.hookspecs import hookimpl
-from evolinstruct.llm.backends import Backend, Completion, EvolverConfig, Sampling
-from evolinstruct.llm.dispatch import Control
+from evolinstruct.api import Backend, Completion, Control, EvolverConfig, Sampling, hf, hookimpl
 
 
 class TransformersBackend(Backend):
@@ -28,15 +26,11 @@ class TransformersBackend(Backend):
     def check_ready(self) -> None:
         """A missing local model folder, or a hub model not cached while HF_HUB_OFFLINE=1, stops the
         stage before any work (never tried on the hub)."""
-        from evolinstruct.llm import hf
-
         hf.check_source("evolver.model", self.config.model, self.config.revision)
 
     def _model(self) -> tuple[Any, Any]:
         with self._lock:
             if self._loaded is None:
-                from evolinstruct.llm import hf
-
                 hf.quiet_transformers()
                 tokenizer = hf.load_tokenizer(self.config.model, self.config.revision)
                 model = hf.load_model(self.config.model, self.config.revision, self.config.device)
@@ -58,7 +52,6 @@ class TransformersBackend(Backend):
     ) -> None:
         """Generate on the local device in batches of `evolver.batch_size`; `control` (rate limits,
         retries, budget) is for API backends and does not apply here."""
-        from evolinstruct.llm import hf
 
         def run() -> None:
             model, tokenizer = self._model()

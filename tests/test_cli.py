@@ -4,12 +4,13 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from evolinstruct.stages.eliminate import EliminateParams, eliminate
 from test_eliminate import lineage_fixture
 
 from evolinstruct.cli.main import cli
 from evolinstruct.core import paths
 from evolinstruct.core.records import write_records
+from evolinstruct.eliminate.run import EliminateParams, eliminate
+from evolinstruct.registry import get_registry
 
 
 @pytest.fixture
@@ -18,7 +19,7 @@ def project(tmp_path):
     write_records(tmp_path / paths.SEED, seeds)
     for k, attempts in enumerate(rounds, start=1):
         write_records(tmp_path / paths.EVOLVED / f"round_{k}.jsonl", attempts)
-    kept, removed, _ = eliminate(seeds, rounds, EliminateParams(benchmarks=["humaneval"]))
+    kept, removed, _ = eliminate(seeds, rounds, EliminateParams(benchmarks=["humaneval"]), get_registry().benchmarks())
     write_records(tmp_path / paths.KEPT, kept)
     write_records(tmp_path / paths.REMOVED, removed)
     return tmp_path, seeds, rounds
@@ -71,6 +72,12 @@ def test_stats_per_round(project):
     assert sum(row["training"] for row in data["rounds"].values()) == data["training_records"]
     text = evol("stats", "--project", str(path)).output
     assert "training set: 2 records" in text and "removed" in text.splitlines()[1]
+    # Heuristic counts per round, as --json has them (docs/evolution.md).
+    lines = text.splitlines()
+    drawn = lines[lines.index("heuristics drawn per round (evolve attempts):") + 1:]
+    for k in ("1", "2"):
+        row = next(line for line in drawn if line.split()[0] == k)
+        assert row.split(None, 1)[1] == ", ".join(f"{h} {n}" for h, n in data["rounds"][k]["heuristics"].items())
 
 
 @pytest.mark.parametrize("command", ["plugins", "demo", "params", "estimate", "eval-samples", "inspect", "stats"])

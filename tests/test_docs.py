@@ -53,10 +53,11 @@ def test_the_plugin_reference_in_docs_plugins_md_is_generated_from_the_api_docst
 
 
 def python_files_of_examples():
-    return sorted((REPO / "examples").rglob("*.py"))
+    """The example plugin and the built-in plugins: the first users of the public API."""
+    return sorted((REPO / "examples").rglob("*.py")) + sorted((REPO / "plugins").glob("*.py"))
 
 
-def test_examples_import_nothing_from_evolinstruct_but_its_public_api():
+def test_examples_and_builtin_plugins_import_nothing_from_evolinstruct_but_its_public_api():
     import ast
 
     files = python_files_of_examples()
@@ -82,4 +83,11 @@ def test_the_import_check_catches_a_non_public_import(tmp_path, monkeypatch):
     import pytest
 
     with pytest.raises(AssertionError, match="imports evolinstruct.evolve.heuristics"):
-        test_examples_import_nothing_from_evolinstruct_but_its_public_api()
+        test_examples_and_builtin_plugins_import_nothing_from_evolinstruct_but_its_public_api()
+    bad.unlink()
+    builtin = tmp_path / "plugins/filters.py"  # a built-in plugin is held to the same rule
+    builtin.parent.mkdir()
+    builtin.write_text("from evolinstruct.core.records import Rejection\n")
+    (tmp_path / "examples/ok.py").write_text("from evolinstruct.api import Rejection\n")
+    with pytest.raises(AssertionError, match="plugins/filters.py:1: imports evolinstruct.core.records"):
+        test_examples_and_builtin_plugins_import_nothing_from_evolinstruct_but_its_public_api()

@@ -8,18 +8,19 @@ from collections import Counter
 import pytest
 from conftest import SHARED
 from evolinstruct.plugins.benchmarks import MBPP, HumanEval
-from evolinstruct.stages.eliminate import (
+
+from evolinstruct.core.records import Rejection, evolved_record, seed_record
+from evolinstruct.eliminate.decontaminate import Decontaminator
+from evolinstruct.eliminate.dedup import find_duplicates, lsh_shape
+from evolinstruct.eliminate.run import (
     EliminateParams,
     eliminate,
     eliminate_metrics,
     eliminate_report,
     headline_group,
 )
-
-from evolinstruct.core.records import Rejection, evolved_record, seed_record
-from evolinstruct.eliminate.decontaminate import Decontaminator
-from evolinstruct.eliminate.dedup import find_duplicates, lsh_shape
 from evolinstruct.evaluate.benchmarks import Problem
+from evolinstruct.registry import get_registry
 
 HUMANEVAL = {p.task_id: p for p in HumanEval().load({})}
 
@@ -118,22 +119,21 @@ def test_clean_code_alpaca_records_are_kept():
 def test_offline_default_decontaminates_against_what_is_here_and_names_the_rest_in_one_line(monkeypatch, caplog):
     import time
 
-    from evolinstruct.stages.eliminate import load_benchmarks
-
     from evolinstruct.core.errors import EvolError
+    from evolinstruct.eliminate.run import load_benchmarks
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")  # nothing cached
     started = time.monotonic()
     with caplog.at_level("WARNING"):
-        loaded, skipped = load_benchmarks(EliminateParams())
+        loaded, skipped = load_benchmarks(EliminateParams(), get_registry().benchmarks())
     assert time.monotonic() - started < 15
     assert "humaneval" in loaded and {"mbpp", "humaneval_plus", "mbpp_plus"} <= set(skipped)
     lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert len(lines) == 1 and all(name in lines[0] for name in skipped)
     # Named benchmarks are required: every unavailable one in one error.
     with pytest.raises(EvolError, match="humaneval_plus, mbpp_plus") as error:
-        load_benchmarks(EliminateParams(benchmarks=["humaneval", "humaneval_plus", "mbpp_plus"]))
+        load_benchmarks(EliminateParams(benchmarks=["humaneval", "humaneval_plus", "mbpp_plus"]), get_registry().benchmarks())
     assert "data/benchmarks/" in str(error.value)
 
 
@@ -183,7 +183,7 @@ def lineage_fixture():
 
 def test_every_record_is_kept_or_removed_with_a_reason_and_can_be_traced(tmp_path):
     seeds, rounds = lineage_fixture()
-    kept, dropped, report = eliminate(seeds, rounds, EliminateParams(benchmarks=["humaneval"]))
+    kept, dropped, report = eliminate(seeds, rounds, EliminateParams(benchmarks=["humaneval"]), get_registry().benchmarks())
     everything = {r.id for r in seeds} | {r.id for rs in rounds for r in rs}
     assert {r.id for r in kept} | {r.id for r in dropped} == everything
     assert not {r.id for r in kept} & {r.id for r in dropped}
@@ -208,7 +208,7 @@ def test_every_record_is_kept_or_removed_with_a_reason_and_can_be_traced(tmp_pat
 
 def test_headline_metrics_count_each_removal_once_by_kind_and_the_detail_goes_to_the_report():
     seeds, rounds = lineage_fixture()
-    kept, dropped, report = eliminate(seeds, rounds, EliminateParams(benchmarks=["humaneval"]))
+    kept, dropped, report = eliminate(seeds, rounds, EliminateParams(benchmarks=["humaneval"]), get_registry().benchmarks())
     # One of each: the planted seed (decontamination), the failed request, the duplicate, the "sorry".
     assert eliminate_metrics(kept, dropped) == {"kept": 2, "removed": 4, "removed_contaminated": 1,
                                                 "removed_duplicates": 1}
@@ -235,7 +235,7 @@ def test_merge_shuffle_metrics_are_the_training_set_size_and_the_round_statistic
     from evolinstruct.core.records import write_records
 
     seeds, rounds = lineage_fixture()
-    kept, _, _ = eliminate(seeds, rounds, EliminateParams(benchmarks=["humaneval"]))
+    kept, _, _ = eliminate(seeds, rounds, EliminateParams(benchmarks=["humaneval"]), get_registry().benchmarks())
     monkeypatch.chdir(tmp_path)
     write_records("data/eliminated/kept.jsonl", kept)
     (tmp_path / "params.yaml").write_text("merge_shuffle:\n  seed: 1\n")

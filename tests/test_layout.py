@@ -15,9 +15,11 @@ RANK = {
     "core": 0, "hookspecs": 0,
     "llm": 1,
     "registry": 2.5,  # knows every domain's plugin types, to check the hooks' contracts
+    "plugin_contracts": 2.4, "plugin_lock": 2.4,  # the registry's helpers: contracts checked, versions locked
     "evolve": 2, "eliminate": 2, "train": 2, "evaluate": 2,
-    "testing": 3, "api": 4, "stages": 3, "plugins": 3, "pytest_plugin": 4,
-    "demo": 4, "cli": 5,
+    "testing": 3, "api": 4, "stages": 3, "pytest_plugin": 4,
+    "plugins": 4.5,  # the built-ins are plugins like any other: they use the public API only
+    "demo": 4.8, "cli": 5,
     "evolinstruct": 0,  # the package root: __version__ only
 }
 #: Decontamination checks training data against the problems a benchmark evaluates: it reads
@@ -41,25 +43,14 @@ def package(module: str) -> str:
     return parts[1] if len(parts) > 1 else "evolinstruct"
 
 
-def runtime_nodes(tree: ast.AST):
-    """Every node, except those under `if TYPE_CHECKING:` (annotations only: nothing is imported)."""
-    todo = [tree]
-    while todo:
-        node = todo.pop()
-        yield node
-        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
-            todo.extend(node.orelse)
-        else:
-            todo.extend(ast.iter_child_nodes(node))
-
-
 def imports() -> dict[str, set[str]]:
-    """Every evolinstruct module each module imports at run time, at any depth of its code (lazy
-    imports count; imports for type annotations only do not)."""
+    """Every evolinstruct module each module imports, at any depth of its code: lazy imports and
+    imports under `if TYPE_CHECKING:` count too (a type-only import is still a dependency: the two
+    modules cannot be read, moved or tested apart)."""
     known = modules()
     graph: dict[str, set[str]] = defaultdict(set)
     for name, path in known.items():
-        for node in runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             targets: list[str] = []
             if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("evolinstruct"):
                 targets = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]

@@ -9,6 +9,7 @@ from conftest import REPO
 from pydantic import BaseModel, ConfigDict, Field
 from test_plugins import install_fake_distribution, site  # noqa: F401  (site is a fixture)
 
+from evolinstruct import plugin_lock
 from evolinstruct.api import (
     EvolverConfig,
     Heuristic,
@@ -21,6 +22,7 @@ from evolinstruct.api import (
     hookimpl,
 )
 from evolinstruct.cli.main import cli, render_plugins
+from evolinstruct.core.params import EvolveParams, read_params
 from evolinstruct.llm.request_cache import request_key
 from evolinstruct.registry import get_registry, lock_text, reset_registry
 from evolinstruct.testing import default_script
@@ -101,17 +103,17 @@ def heuristic(template="{instruction}"):
     ("heuristic", "register_heuristics", lambda register: [heuristic()],
      "register_heuristics returned a list; the hook returns nothing"),
     ("heuristic", "register_heuristics", lambda register: register([heuristic()]),
-     "registered a list where an evolinstruct.api.Heuristic is expected"),
+     "registered a list whose item 0 is a Heuristic where an evolinstruct.api.Heuristic is expected (hint: call register(obj) once per object"),
     ("heuristic", "register_heuristics", lambda register: register(heuristic("Make it harder.")),
      "heuristic 'h': template has no {instruction} placeholder"),
     ("heuristic", "register_heuristics", lambda register: register(heuristic("{method}\n{instruction} {question}")),
      "template has an unknown field {method} (only {instruction} is replaced); template has an unknown field {question}"),
     ("backend", "register_backends", lambda register: register(ScriptedBackend()),
-     "where a subclass of evolinstruct.api.Backend (the class, not an instance) is expected"),
+     "registered an instance of ScriptedBackend where a subclass of evolinstruct.api.Backend (the class, not an instance) is expected (hint: call register(ScriptedBackend)"),
     ("filter", "register_filters", lambda register: register(heuristic()),
-     "registered a Heuristic that does not implement evolinstruct.api.Filter (judge_prompt, check)"),
+     "registered a Heuristic where an object implementing evolinstruct.api.Filter is expected: it has no method judge_prompt, check (hint: implement judge_prompt, check"),
     ("benchmark", "register_benchmarks", lambda register: register(heuristic()),
-     "does not implement evolinstruct.api.Benchmark (load, instruction, program)"),
+     "implementing evolinstruct.api.Benchmark is expected: it has no method load, instruction, program"),
 ])
 def test_contract_violations_are_errors_naming_the_plugin(registry, kind, hook, body, problem):
     registry.register(plugin_with(hook, body), name="sloppy")
@@ -189,32 +191,72 @@ def test_evol_plugins_shows_the_params_a_plugin_takes_and_its_family(registry):
 
 # --- versions: the lock file and the request cache key ----------------------------------------------
 
-KINDS = ("backend", "benchmark", "filter", "heuristic")
-
-
-def test_the_lock_lists_distributions_and_versions_by_kind_and_a_mismatch_stops_with_the_fix(registry, tmp_path):
-    lock = registry.lock()
-    assert lock == {kind: {"evolinstruct": "0.1.0"} for kind in KINDS}
+def test_the_lock_has_a_section_per_stage_and_a_mismatch_stops_with_the_fix(registry, tmp_path):
+    params = read_params(REPO / "params.yaml")
+    lock = plugin_lock.lock(params, registry)
+    assert set(lock) == {"evolve", "eliminate", "evaluate"}
+    assert lock["evaluate"] == {"benchmark": {name: "evolinstruct 0.1.0" for name in params.evaluate.benchmarks}}
+    assert lock["evolve"]["backend"] == {params.evolver.backend: "evolinstruct 0.1.0"}
+    assert set(lock["evolve"]["filter"]) == set(params.evolve.filters)
     path = tmp_path / "plugins.lock.yaml"
     path.write_text(lock_text(lock))
-    registry.check_lock(path, KINDS)  # agrees: no error
-    path.write_text(lock_text({**lock, "backend": {"evolinstruct": "0.0.9", "evol-echo": "1.0"}}))
-    registry.check_lock(path, ["benchmark"])  # a stage that uses no backend is not stopped
+    plugin_lock.check(path, plugin_lock.STAGES, params, registry)  # agrees: no error
+    changed = {**lock, "evolve": {**lock["evolve"], "backend": {params.evolver.backend: "evolinstruct 0.0.9"}}}
+    path.write_text(lock_text(changed))
+    plugin_lock.check(path, ["evaluate", "eliminate"], params, registry)  # stages using no backend are not stopped
     with pytest.raises(PluginError) as caught:
-        registry.check_lock(path, ["heuristic", "backend"])
+        plugin_lock.check(path, ["evolve"], params, registry)
     assert str(caught.value) == (
-        f"{path}: backend: the installed plugins differ from the lock file (evol-echo 1.0 -> absent; "
-        "evolinstruct 0.0.9 -> 0.1.0) (hint: run `evol plugins --lock` to record them (DVC then reruns the "
-        "stages that use them))")
-    registry.check_lock(tmp_path / "absent.yaml", ["backend"])  # outside DVC: nothing to check against
+        f"{path}: evolve: the installed plugins differ from the lock file (backend {params.evolver.backend}: "
+        "evolinstruct 0.0.9 -> evolinstruct 0.1.0) (hint: run `dvc repro`: its `plugins` stage records them, and "
+        "DVC reruns the stages that use them)")
+    plugin_lock.check(tmp_path / "absent.yaml", ["evolve"], params, registry)  # outside DVC: nothing to check against
+
+
+def test_a_plugins_params_are_locked_only_for_the_stages_using_its_objects(registry):
+    registry.register(ParamsPlugin, name="my_heuristics")
+    params = read_params(REPO / "params.yaml").model_copy(update={"evolve": EvolveParams(family="mine")})
+    registry.configure({"my_heuristics": {"difficulty": 3}})
+    lock = plugin_lock.lock(params, registry)
+    assert lock["evolve"]["heuristic"] == {"harder": "in-process"}
+    assert lock["evolve"]["params"] == {"my_heuristics": {"difficulty": 3}}
+    assert "params" not in lock["evaluate"] and "params" not in lock["eliminate"]
+
+
+def test_a_broken_plugin_is_never_locked_in_as_absent(registry, monkeypatch, tmp_path):
+    monkeypatch.setenv("EVOLINSTRUCT_STRICT_PLUGINS", "0")
+    registry.register(Misspelled, name="typo")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    result = CliRunner().invoke(cli, ["plugins", "--lock"])
+    assert result.exit_code == 1 and not (tmp_path / "plugins.lock.yaml").exists()
+    assert result.output.strip() == (
+        "evol: error: plugins.lock.yaml: not written: plugin 'typo' (registered in-process) is broken: plugin 'typo' "
+        "(registered in-process) implements 'register_filter', which is not an evolinstruct hook; did you mean "
+        "'register_filters'? (hint: fix or upgrade it, uninstall it, or disable it with "
+        "EVOLINSTRUCT_DISABLE_PLUGINS=typo (a broken plugin is never recorded as absent))")
 
 
 def test_evol_plugins_lock_writes_the_file_the_checkout_commits(registry, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     result = CliRunner().invoke(cli, ["plugins", "--lock"])
     assert result.exit_code == 0 and result.output == "wrote plugins.lock.yaml\n"
     assert (tmp_path / "plugins.lock.yaml").read_text() == (REPO / "plugins.lock.yaml").read_text()
     assert CliRunner().invoke(cli, ["plugins", "--lock"]).output == "unchanged: plugins.lock.yaml\n"
+
+
+def test_evol_params_checks_plugin_params_with_the_plugins_schema(registry, tmp_path):
+    registry.register(ParamsPlugin, name="my_heuristics")
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO / "params.yaml").read_text() + "\n")
+    text = params.read_text().replace("plugins: {}", "plugins: {my_heuristics: {dificulty: 0}}")
+    assert "dificulty" in text, "params.yaml has no `plugins: {}` line to replace"
+    params.write_text(text)
+    result = CliRunner().invoke(cli, ["params", "--params", str(params)])
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"evol: error: {params}: plugins.my_heuristics.dificulty: unknown key; did you "
+                                     "mean 'difficulty'? (hint: known keys: difficulty)")
 
 
 def test_the_backend_plugins_version_is_part_of_the_request_cache_key(registry, tmp_path):

@@ -1,13 +1,15 @@
-"""Plugin params and versions under DVC, through real DVC on the project's own dvc.yaml: a change
-under `plugins.<name>` and a plugin upgrade (recorded by `evol plugins --lock`) each make
-`dvc status` show exactly the stages that use plugins of that kind as changed, and a stage whose
-installed plugins differ from the lock file stops with one line saying what to run."""
+"""Plugin params and versions under DVC, through real DVC on the project's own dvc.yaml: the
+`plugins` stage (always run) records per stage the plugin objects it uses, so a change under
+`plugins.<name>`, a plugin upgrade or a new plugin changes exactly the stages using one of its
+objects, with no command but `dvc repro`; a stage run by hand after an upgrade stops with one line
+saying what to run. And the Done-when of issue 23 on the demo project: a new filter plugin,
+enabled, then `dvc repro`; upgraded, then `dvc repro` reruns evolve and not evaluate."""
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
-from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,6 @@ from conftest import REPO
 from evolinstruct.demo.project import dvc_env
 
 pytestmark = pytest.mark.slow
-PLUGIN_STAGES = {"evolve", "eliminate", "evaluate"}
 
 ECHO_PLUGIN = """
     from pydantic import BaseModel, ConfigDict
@@ -80,8 +81,8 @@ def install(site: Path, version: str, with_benchmark: bool = False) -> None:
     (site / "evol_echo_mod.py").write_text(textwrap.dedent(ECHO_PLUGIN + (BENCHMARK_HOOK if with_benchmark else "")))
 
 
-def run(project: Path, site: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**dvc_env(), "PYTHONPATH": str(site), "EVOLINSTRUCT_STRICT_PLUGINS": "1"}
+def run(project: Path, site: Path, *cmd: str, check: bool = True, strict: str = "1") -> subprocess.CompletedProcess:
+    env = {**dvc_env(), "PYTHONPATH": str(site), "EVOLINSTRUCT_STRICT_PLUGINS": strict}
     proc = subprocess.run(list(cmd), cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert not check or proc.returncode == 0, proc.stdout + proc.stderr
     return proc
@@ -97,16 +98,26 @@ def evol(project: Path, site: Path, *args: str, check: bool = True) -> subproces
     return run(project, site, sys.executable, "-m", "evolinstruct.cli.main", *args, check=check)
 
 
+def settle(project: Path, site: Path) -> dict[str, list]:
+    """Run the lock step as `dvc repro` does first, then `dvc status`: what `dvc repro` would rerun."""
+    run(project, site, "dvc", "repro", "-s", "-q", "plugins")
+    status = changed(project, site)
+    assert status.pop("plugins") == ["always changed"]
+    return status
+
+
 @pytest.fixture
 def project(tmp_path):
-    """The project's dvc.yaml and params.yaml in a fresh DVC repository, with every dep and out
-    standing in place and committed by `dvc commit`, so `dvc status` starts clean without running
-    the pipeline."""
+    """The project's dvc.yaml and params.yaml (with the echo backend) in a fresh DVC repository,
+    with every dep and out standing in place and committed by `dvc commit`, so `dvc status` starts
+    clean without running the pipeline."""
     root, site = tmp_path / "project", tmp_path / "site"
     root.mkdir()
     install(site, "1.0")
-    for name in ("dvc.yaml", "params.yaml"):
-        (root / name).write_text((REPO / name).read_text())
+    (root / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["evolver"]["backend"] = "echo"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for stage in stages.values():
         for section in ("deps", "outs", "metrics", "plots"):
@@ -120,40 +131,129 @@ def project(tmp_path):
                     (path / "placeholder").write_text("x\n")
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
         run(root, site, *cmd)
-    evol(root, site, "plugins", "--lock")
-    assert yaml.safe_load((root / "plugins.lock.yaml").read_text())["backend"] == {
-        "evol-echo": "1.0", "evolinstruct": metadata.version("evolinstruct")}
+    run(root, site, "dvc", "repro", "-s", "-q", "plugins")
+    lock = yaml.safe_load((root / "plugins.lock.yaml").read_text())
+    assert lock["evolve"]["backend"] == {"echo": "evol-echo 1.0"}
+    assert lock["evolve"]["params"] == {"echo": {"greeting": "hello"}}
     run(root, site, "dvc", "commit", "-f", "-q")
-    assert changed(root, site) == {}
+    assert changed(root, site) == {"plugins": ["always changed"]}  # as quiet as DVC allows
     return root, site
 
 
-def test_a_param_change_under_plugins_name_changes_exactly_the_stages_that_use_plugins(project):
+EVOLVE_CHANGED = [{"changed deps": {"plugins.lock.yaml": {"evolve": "modified"}}}]
+
+
+def test_a_plugin_param_changes_only_the_stages_using_its_objects(project):
     root, site = project
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["plugins"] = {"echo": {"greeting": "bonjour"}}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert changed(root, site) == {name: [{"changed deps": {"params.yaml": {"plugins": "modified"}}}]
-                                   for name in PLUGIN_STAGES}
+    assert settle(root, site) == {"evolve": EVOLVE_CHANGED}  # echo's backend: evolve only, not evaluate
 
 
-def test_a_plugin_upgrade_stops_its_stage_until_locked_then_changes_the_stages_that_use_its_kind(project):
+def test_a_plugin_upgrade_or_a_new_object_changes_only_the_stages_using_them_with_no_other_command(project):
     root, site = project
     install(site, "1.1")
-    # The lock file no longer matches what is installed: the stage refuses, naming what to run.
+    # Run by hand, outside `dvc repro`, the stage refuses, naming what to run.
     proc = run(root, site, sys.executable, "-m", "evolinstruct.stages.evolve", check=False)
     assert proc.returncode == 1
     (line,) = proc.stderr.strip().splitlines()
-    assert line == ("evolve: error: plugins.lock.yaml: backend: the installed plugins differ from the lock file "
-                    "(evol-echo 1.0 -> 1.1) (hint: run `evol plugins --lock` to record them (DVC then reruns the "
-                    "stages that use them))")
-    assert changed(root, site) == {}  # DVC cannot know until the lock file says so
-    evol(root, site, "plugins", "--lock")
-    # A backend: only evolve uses one.
-    assert changed(root, site) == {"evolve": [{"changed deps": {"plugins.lock.yaml": {"backend": "modified"}}}]}
+    assert line == ("evolve: error: plugins.lock.yaml: evolve: the installed plugins differ from the lock file "
+                    "(backend echo: evol-echo 1.0 -> evol-echo 1.1) (hint: run `dvc repro`: its `plugins` stage "
+                    "records them, and DVC reruns the stages that use them)")
+    assert settle(root, site) == {"evolve": EVOLVE_CHANGED}  # a backend: only evolve uses one
     run(root, site, "dvc", "commit", "-f", "-q")
     install(site, "1.2", with_benchmark=True)  # now it also provides a benchmark
-    evol(root, site, "plugins", "--lock")
-    benchmark = [{"changed deps": {"plugins.lock.yaml": {"benchmark": "modified"}}}]
-    assert changed(root, site) == {"evolve": [{"changed deps": {"plugins.lock.yaml": {"backend": "modified"}}}],
-                                   "eliminate": benchmark, "evaluate": benchmark}
+    # eliminate decontaminates against every registered benchmark (eliminate.benchmarks: []);
+    # evaluate's benchmarks are named in params and unchanged.
+    assert settle(root, site) == {"evolve": EVOLVE_CHANGED,
+                                  "eliminate": [{"changed deps": {"plugins.lock.yaml": {"eliminate": "modified"}}}]}
+
+
+def test_a_broken_plugin_stops_the_lock_step_and_is_not_recorded(project):
+    root, site = project
+    (site / "evol_echo_mod.py").write_text("raise ImportError('half-installed')\n")
+    before = (root / "plugins.lock.yaml").read_text()
+    proc = run(root, site, "dvc", "repro", check=False, strict="0")  # not strict: as users run it
+    assert proc.returncode != 0
+    assert ("plugins.lock.yaml: not written: plugin 'echo' (evol-echo 1.0) is broken: failed to load: ImportError: "
+            "half-installed") in proc.stdout + proc.stderr
+    assert (root / "plugins.lock.yaml").read_text() == before
+
+
+# --- issue 23, Done when: a new filter plugin in the demo project, installed with pip ----------------
+
+SHOUTY = '''
+from evolinstruct.api import Rejection, hookimpl
+
+
+class Shouty:
+    """Rejects an evolved instruction written in capitals."""
+
+    name = "shouty"
+
+    def judge_prompt(self, candidate):
+        return None
+
+    def check(self, candidate, judgement):
+        return Rejection("shouty", "all capitals") if candidate.instruction.isupper() else None
+
+
+@hookimpl
+def register_filters(register):
+    register(Shouty())
+'''
+
+
+def pip_install_shouty(tmp: Path, site: Path, version: str) -> None:
+    """`pip install` a small local package (a real wheel build, no index) into `site`."""
+    package = tmp / "evol-shouty"
+    (package / "evol_shouty").mkdir(parents=True, exist_ok=True)
+    (package / "evol_shouty/__init__.py").write_text(SHOUTY)
+    (package / "pyproject.toml").write_text(textwrap.dedent(f"""
+        [build-system]
+        requires = ["setuptools>=69"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "evol-shouty"
+        version = "{version}"
+
+        [project.entry-points.evolinstruct]
+        shouty = "evol_shouty"
+    """))
+    # pip's --target does not uninstall the old version's dist-info, as an install into an environment does.
+    for old in site.glob("evol_shouty*"):
+        shutil.rmtree(old)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation",
+                    "--upgrade", "--target", str(site), str(package)], check=True, capture_output=True, timeout=300)
+
+
+def test_a_new_filter_plugin_in_the_demo_needs_only_dvc_repro_and_its_upgrade_reruns_evolve_not_evaluate(
+        tmp_path, own_request_cache):
+    import re
+
+    from evolinstruct.demo.project import run_demo
+
+    project, site = tmp_path / "demo", tmp_path / "site"
+    run_demo(project, REPO, ["rounds=1", "evolver.max_tokens=16", "sft.max_steps=1", "sft.save_steps=1",
+                             "evaluate.limit=2", "evaluate.max_new_tokens=8"])  # small: only the reruns matter
+
+    def repro() -> list[str]:
+        proc = run(project, site, "dvc", "repro", strict="0")  # as users run it
+        return re.findall(r"Running stage '(\w+)'", proc.stdout + proc.stderr)
+
+    pip_install_shouty(tmp_path, site, "1.0")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["evolve"]["filters"].append("shouty")
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "evolve" in repro()
+    lock = yaml.safe_load((project / "plugins.lock.yaml").read_text())
+    assert lock["evolve"]["filter"]["shouty"] == "evol-shouty 1.0"
+    assert "shouty" not in str(lock["evaluate"])
+    assert repro() == ["plugins"]  # nothing else pending
+
+    pip_install_shouty(tmp_path, site, "1.1")  # the upgrade
+    stages = repro()
+    assert stages[:2] == ["plugins", "evolve"] and "evaluate" not in stages, stages
+    assert yaml.safe_load((project / "plugins.lock.yaml").read_text())["evolve"]["filter"]["shouty"] == "evol-shouty 1.1"

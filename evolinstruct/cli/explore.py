@@ -168,6 +168,10 @@ def render_statistics(stats: dict[str, Any]) -> str:
         lines.append(f"{k:>5} {row['records']:>8} {kept:>6} {status.get('eliminated', 0):>6} "
                      f"{status.get('failed', 0):>6} | {row['removed_by_eliminate']:>7} {row['training']:>8} "
                      f"{row['mean_instruction_words']:>13}  {top}")
+    lines.append("heuristics drawn per round (evolve attempts):")
+    for k, row in stats["rounds"].items():
+        if row.get("heuristics"):
+            lines.append(f"{k:>5}  " + ", ".join(f"{name} {n}" for name, n in row["heuristics"].items()))
     lines.append(f"training set: {stats['training_records']} records; removed by eliminate: {stats['removed_records']}"
                  + (f" ({', '.join(f'{r} {n}' for r, n in stats['removed_by_rule'].items())})"
                     if stats["removed_by_rule"] else ""))

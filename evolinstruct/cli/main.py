@@ -40,24 +40,31 @@ def cli(verbose: bool) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--lock", "write_lock", is_flag=True,
-              help="Write the installed plugins' distributions and versions to plugins.lock.yaml (a DVC params file).")
+              help="Write plugins.lock.yaml: per stage, the plugin objects it uses with their distributions, "
+                   "versions and plugin params (the `plugins` stage of dvc.yaml runs this on every `dvc repro`).")
 @click.option("--lock-file", type=click.Path(dir_okay=False, path_type=Path), default=Path("plugins.lock.yaml"),
               show_default=True, help="The lock file --lock writes.")
-def plugins(as_json: bool, write_lock: bool, lock_file: Path) -> None:
+@click.option("--params", "params_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("params.yaml"),
+              show_default=True, help="The params file saying which plugin objects each stage uses (--lock).")
+def plugins(as_json: bool, write_lock: bool, lock_file: Path, params_path: Path) -> None:
     """List every plugin with its distribution and version, the params it takes, and what it
     registers: heuristic families and their methods, backends, filters and benchmarks."""
     import dataclasses
     import json
 
-    from evolinstruct.registry import get_registry, lock_text
+    from evolinstruct.registry import get_registry
 
     registry = get_registry()
     if write_lock:
         from evolinstruct.core.atomic import write_text
+        from evolinstruct.core.params import read_params
+        from evolinstruct.plugin_lock import lock, lock_text
 
-        text = lock_text(registry.lock())
+        params = read_params(params_path)
+        registry.configure(params.plugins, str(params_path))
+        text = lock_text(lock(params, registry))
         changed = not lock_file.exists() or lock_file.read_text(encoding="utf-8") != text
-        if changed:
+        if changed:  # the same bytes otherwise: DVC sees nothing changed
             write_text(lock_file, text)
         click.echo(f"{'wrote' if changed else 'unchanged:'} {lock_file}")
         return
@@ -146,8 +153,11 @@ def params_command(params_path: Path, markdown: bool) -> None:
         click.echo(params_markdown(), nl=False)
         return
     from evolinstruct.core.params import read_params
+    from evolinstruct.registry import get_registry
 
-    read_params(params_path)
+    params = read_params(params_path)
+    # Plugin params with the plugins' own schemas, as the stages check them.
+    get_registry().configure(params.plugins, str(params_path))
     click.echo(f"{params_path}: ok")
 
 

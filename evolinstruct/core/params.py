@@ -323,7 +323,8 @@ class Params(Group):
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams, description="Evaluation.")
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
         "Per-plugin params, by plugin name: `{name: {key: value}}`, each validated by the schema its plugin "
-        "declares through the `params_schema` hook (see docs/plugins.md) when a stage that uses it starts."))
+        "declares through the `params_schema` hook (see docs/plugins.md) by `evol params` and when a stage that "
+        "uses it starts; a change reruns only the stages using one of its plugin's objects."))
 
     @model_validator(mode="before")
     @classmethod

@@ -13,4 +13,6 @@ ALPACA_PROMPT = (
 
 
 def alpaca_prompt(instruction: str) -> str:
+    """The paper's Alpaca prompt (no-input variant) around `instruction`, as fine-tuning and
+    evaluation use it: a benchmark's default prompt wraps its ``instruction(problem)`` in it."""
     return ALPACA_PROMPT.replace("{instruction}", instruction)

@@ -85,10 +85,7 @@ def scaffold(project: Path, source: Path, overrides: Sequence[str] = ()) -> None
     project.mkdir(parents=True, exist_ok=True)
     _write_if_changed(project / "params.yaml", yaml.safe_dump(params, sort_keys=False))
     _write_if_changed(project / "dvc.yaml", (source / "dvc.yaml").read_text(encoding="utf-8"))
-    from evolinstruct.registry import LOCK_FILE, get_registry, lock_text
-
-    # The plugins installed here, not the source checkout's lock: the demo runs with these.
-    _write_if_changed(project / LOCK_FILE, lock_text(get_registry().lock()))
+    # plugins.lock.yaml is written by the pipeline's `plugins` stage, from the plugins installed here.
     seed_text = resources.files("evolinstruct").joinpath("demo_data/seed.jsonl").read_text(encoding="utf-8")
     seed_file = project / "data/raw/demo_seed.jsonl"
     _write_if_changed(seed_file, seed_text)

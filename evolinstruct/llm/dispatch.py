@@ -172,7 +172,7 @@ class Breaker:
             raise FatalRequestError(self.tripped)
         self.in_a_row += 1
         # Every request has the same shape, so once one was answered a 400 is about its prompt.
-        if fatal.kind in ("auth", "not_found") or (fatal.kind == "unreachable" and not self.answered) \
+        if fatal.kind in ("auth", "not_found", "plugin") or (fatal.kind == "unreachable" and not self.answered) \
                 or (self.in_a_row >= REPEATS_TO_STOP and (fatal.kind == "unreachable" or not self.answered)):
             self.tripped = fatal
             raise FatalRequestError(fatal)
