@@ -417,8 +417,9 @@ def lenient(answer: str, rules: Rules = HUMANEVAL_RULES, entry_point: str | None
     if code is None:
         code = _strip_preamble(text, result)
     tree, offset = _parse(code), 0
-    if tree is None and rules.prompt_prefix and prompt:  # a function-body completion: parse it with its prompt
-        prefixed = prompt + code
+    if tree is None and code.lstrip("\n")[:1] in (" ", "\t"):  # a function-body completion:
+        # parse it with its prompt (or, for a benchmark without one, under a stand-in signature)
+        prefixed = (prompt if rules.prompt_prefix and prompt else "def _completion():\n") + code
         tree = _parse(prefixed)
         if tree is not None:
             offset = prefixed.count("\n") - code.count("\n")
