@@ -27,6 +27,7 @@ over model text, a bounded number of `ast.parse` calls. What was cut is returned
 from __future__ import annotations
 
 import ast
+import gc
 from dataclasses import dataclass, field
 
 #: The modes of `evaluate.postprocess` (and `evol eval-samples --postprocess`, which also has `none`).
@@ -91,14 +92,22 @@ def postprocess(answer: str, mode: str = "wizardcoder", rules: Rules = HUMANEVAL
     """The code to run for a raw `answer` (the text after `### Response:`), in `mode`.
 
     `prompt` is the problem's own prompt (HumanEval: signature and docstring), which `evalplus` and
-    `lenient` read before the answer when `rules.prompt_prefix`."""
-    if mode == "wizardcoder":
-        return wizardcoder(answer, rules)
-    if mode == "evalplus":
-        return evalplus(answer, rules, entry_point, prompt)
-    if mode == "lenient":
-        return lenient(answer, rules, entry_point, prompt)
-    raise ValueError(f"unknown post-processing mode {mode!r}; expected one of {', '.join(MODES)}")
+    `lenient` read before the answer when `rules.prompt_prefix`.
+
+    The cyclic garbage collector is paused meanwhile: the syntax trees of a long answer are many
+    objects, and collections triggered by them cost time that grows faster than the answer."""
+    steps = {"wizardcoder": lambda: wizardcoder(answer, rules),
+             "evalplus": lambda: evalplus(answer, rules, entry_point, prompt),
+             "lenient": lambda: lenient(answer, rules, entry_point, prompt)}
+    if mode not in steps:
+        raise ValueError(f"unknown post-processing mode {mode!r}; expected one of {', '.join(MODES)}")
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return steps[mode]()
+    finally:
+        if paused:
+            gc.enable()
 
 
 def wizardcoder(answer: str, rules: Rules = HUMANEVAL_RULES) -> Extraction:
@@ -170,21 +179,20 @@ def _parse(code: str) -> ast.Module | None:
         return None
 
 
-def _error_line(code: str) -> int:
-    """The 1-based line where parsing `code` fails (0 if it parses)."""
+def _try_parse(code: str) -> tuple[ast.Module | None, int]:
+    """(tree, 0) when `code` parses, else (None, the 1-based line where parsing fails)."""
     try:
-        ast.parse(code)
+        return ast.parse(code), 0
     except SyntaxError as exc:
-        return max(1, exc.lineno or 1)
+        return None, max(1, exc.lineno or 1)
     except (ValueError, RecursionError, MemoryError):
-        return 1
-    return 0
+        return None, 1
 
 
-def longest_parsing_span(lines: list[str], budget: int = _PARSE_BUDGET) -> tuple[int, int]:
-    """(start, end) of the longest run of `lines` that parses, by non-blank lines, found by
+def longest_parsing_span(lines: list[str], budget: int = _PARSE_BUDGET) -> tuple[int, int, ast.Module | None]:
+    """(start, end, tree) of the longest run of `lines` that parses, by non-blank lines, found by
     splitting at the line each failed parse names, within `budget` parses (linear time)."""
-    best, best_size = (0, 0), 0
+    best, best_size, best_tree = (0, 0), 0, None
     code_lines = [0]  # code_lines[i]: non-blank lines before line i
     for line in lines:
         code_lines.append(code_lines[-1] + (not line.isspace() and line != ""))
@@ -195,14 +203,14 @@ def longest_parsing_span(lines: list[str], budget: int = _PARSE_BUDGET) -> tuple
         if size <= best_size:
             continue
         budget -= 1
-        bad = _error_line("\n".join(lines[start:end]))
-        if not bad:
-            best, best_size = (start, end), size
+        tree, bad = _try_parse("\n".join(lines[start:end]))
+        if tree is not None:
+            best, best_size, best_tree = (start, end), size, tree
             continue
         bad_index = start + bad - 1
         pending.append((bad_index + 1, end))
         pending.append((start, bad_index))  # tried first: code usually precedes the prose after it
-    return best
+    return (*best, best_tree)
 
 
 def _strip_preamble(text: str, result: Extraction) -> str:
@@ -276,9 +284,8 @@ class _Source:
 def sanitize(code: str, entry_point: str | None) -> str:
     """EvalPlus's sanitizer on `code` (see the module docstring)."""
     lines = code.split("\n")
-    start, end = longest_parsing_span(lines)
+    start, end, tree = longest_parsing_span(lines)
     code = "\n".join(lines[start:end])
-    tree = _parse(code)
     if tree is None:
         return ""
     source = _Source(code)
@@ -425,11 +432,10 @@ def lenient(answer: str, rules: Rules = HUMANEVAL_RULES, entry_point: str | None
             offset = prefixed.count("\n") - code.count("\n")
     if tree is None:  # prose after the code: keep the longest run of lines that parses, from the start
         lines = code.split("\n")
-        start, end = longest_parsing_span(lines)
+        start, end, span_tree = longest_parsing_span(lines)
         if end > start and start == 0:
             result.drop("prose", "\n".join(lines[end:]))
-            code = "\n".join(lines[:end])
-            tree = _parse(code)
+            code, tree = "\n".join(lines[:end]), span_tree
     if tree is not None:
         examples = _example_statements(tree, entry_point, offset + 1)
         code = _drop_statements(code, tree, examples, result, offset)
