@@ -206,6 +206,13 @@ def test_lenient_keeps_what_definitions_need_and_drops_examples():
     assert {c["kind"] for c in result.cut} >= {"prose", "after_code", "call", "print", "assert"}
 
 
+def test_lenient_keeps_a_loop_that_fills_a_table_even_when_it_prints():
+    answer = ("TABLE = {}\nfor i in range(5):\n    TABLE[i] = i * i\n    print(i)\nSEEN = []\nfor i in range(2):\n"
+              "    SEEN.append(f(i))\n\ndef f(n):\n    return TABLE[n] + len(SEEN)\n\nfor i in range(3):\n    print(f(i))\n")
+    code = postprocess(answer, "lenient", MBPP_RULES, "f").code
+    assert "TABLE[i] = i * i" in code and "SEEN.append" in code and "print(f(i))" not in code
+
+
 def test_evalplus_mode_keeps_imports_and_what_the_entry_point_reaches():
     answer = ("```python\nimport math\nfrom typing import List\n\nUNUSED = 3\nSCALE = 2\n\n"
               "def unrelated():\n    return 1\n\ndef f(x):\n    return math.floor(x) * SCALE\n\nprint(f(2.5))\n```")

@@ -353,8 +353,22 @@ def _calls(node: ast.AST) -> set[str]:
     return {sub.func.id for sub in ast.walk(node) if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name)}
 
 
-def _bound_names(node: ast.stmt) -> set[str]:
-    return {sub.id for sub in ast.walk(node) if isinstance(sub, ast.Name) and isinstance(sub.ctx, (ast.Store, ast.Del))}
+def _touched_names(node: ast.stmt) -> set[str]:
+    """Global names `node` may change: names it binds, containers it stores into (`TABLE[k] = v`,
+    `obj.x = v`) and objects whose methods it calls (`TABLE.append(x)`)."""
+    names = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name) and isinstance(sub.ctx, (ast.Store, ast.Del)):
+            names.add(sub.id)
+        elif isinstance(sub, (ast.Subscript, ast.Attribute)) and isinstance(sub.ctx, (ast.Store, ast.Del)):
+            base = sub.value
+            while isinstance(base, (ast.Subscript, ast.Attribute)):
+                base = base.value
+            if isinstance(base, ast.Name):
+                names.add(base.id)
+        elif isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) and isinstance(sub.func.value, ast.Name):
+            names.add(sub.func.value.id)
+    return names
 
 
 def _is_main_block(node: ast.stmt) -> bool:
@@ -389,7 +403,7 @@ def _example_statements(tree: ast.Module, entry_point: str | None, first_line: i
             driver = (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
                       and isinstance(node.value.func, ast.Name) and node.value.func.id in drivers
                       and node.value.func.id not in needed and node.value.func.id != entry_point)
-            if (exercises or driver) and not (_bound_names(node) & needed):
+            if (exercises or driver) and not (_touched_names(node) & needed):
                 kind = "print" if "print" in calls else "call"
                 examples.append((kind, node))
     return examples
