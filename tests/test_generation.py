@@ -332,7 +332,7 @@ def test_an_answer_with_a_nul_byte_is_extracted_not_a_crash():
         assert "\x00" in result.code  # kept as written: the sandbox scores it (a failure), nothing stops
 
 
-def _humaneval_samples(tiny_model):
+def _humaneval_samples(tiny_model, n=3, tokens=6):
     from evolinstruct.plugins.benchmarks import HumanEval
 
     from evolinstruct.evaluate.benchmarks import prompt_for
@@ -343,7 +343,8 @@ def _humaneval_samples(tiny_model):
     generator = Generator(str(tiny_model), "transformers", "cpu")
 
     def run(batch_size, which):
-        settings = GenerationSettings(max_new_tokens=6, temperature=0.8, top_p=0.95, batch_size=batch_size, seed=7, n=3)
+        settings = GenerationSettings(max_new_tokens=tokens, temperature=0.8, top_p=0.95, batch_size=batch_size, seed=7,
+                                      n=n)
         return generator.generate([prompts[i] for i in which], settings, keys=[keys[i] for i in which])
 
     return run
@@ -363,7 +364,7 @@ def test_a_tasks_samples_depend_on_the_task_not_on_the_batch_or_the_other_proble
 
 @pytest.mark.slow
 def test_a_tasks_samples_are_the_same_in_a_run_of_all_164_problems(tiny_model):
-    run = _humaneval_samples(tiny_model)
+    run = _humaneval_samples(tiny_model, n=2, tokens=4)
     everything = run(16, range(164))
     assert run(1, [40]) == [everything[40]] and run(4, [3, 40])[1] == everything[40]
 
