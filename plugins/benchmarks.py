@@ -225,8 +225,8 @@ def _entry_point(code: str, tests: list[str] | None = None) -> str:
             tree = parse(test)
         except (SyntaxError, ValueError):
             continue
-        calls = sorted(((n.lineno, n.col_offset, n.func.id) for n in ast.walk(tree)
-                        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)))
+        calls = sorted((n.lineno, n.col_offset, n.func.id) for n in ast.walk(tree)
+                        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name))
         for *_, name in calls:
             if name in defined:
                 return name

@@ -7,10 +7,9 @@ import pytest
 import yaml
 from evolinstruct.stages import evaluate as stage
 
-from evolinstruct.evaluate.run import resolve_protocol
-
 from evolinstruct.core.errors import EvolError, ParamsError
 from evolinstruct.core.params import EvaluateParams, parse_group
+from evolinstruct.evaluate.run import resolve_protocol
 
 
 def test_protocols_set_the_sampling_and_custom_is_the_only_way_to_choose_it():

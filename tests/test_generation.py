@@ -8,6 +8,13 @@ import pytest
 
 from evolinstruct.core.errors import EvolError
 from evolinstruct.evaluate.extract import DEFAULT_RULES, postprocess
+from evolinstruct.evaluate.generation import (
+    GenerationSettings,
+    Generator,
+    cut_at_stops,
+    fast_generate,
+    pick_engine,
+)
 
 
 def extract(answer, entry_point):
@@ -17,13 +24,6 @@ def extract(answer, entry_point):
 
 def extract_code(answer, entry_point):
     return extract(answer, entry_point).code
-from evolinstruct.evaluate.generation import (
-    GenerationSettings,
-    Generator,
-    cut_at_stops,
-    fast_generate,
-    pick_engine,
-)
 
 CHATTY = '''Sure! Here is an efficient solution.
 
