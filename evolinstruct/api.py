@@ -16,7 +16,7 @@ from evolinstruct.core.errors import EvolError, MissingSecretError, ParamsError,
 from evolinstruct.core.prompting import alpaca_prompt
 from evolinstruct.core.records import Record, Rejection
 from evolinstruct.evaluate.benchmarks import Benchmark, BenchmarkUnavailable, Problem
-from evolinstruct.evaluate.extract import defines
+from evolinstruct.evaluate.extract import DEFAULT_RULES, HUMANEVAL_RULES, MBPP_RULES, Rules, defines
 from evolinstruct.evaluate.sandbox import Outcome
 from evolinstruct.evolve.filters import Candidate, Filter
 from evolinstruct.evolve.heuristics import Heuristic
@@ -70,6 +70,10 @@ __all__ = [
     "BenchmarkUnavailable",
     "alpaca_prompt",
     "defines",
+    "Rules",
+    "DEFAULT_RULES",
+    "HUMANEVAL_RULES",
+    "MBPP_RULES",
     # errors a plugin may raise (or see)
     "EvolError",
     "MissingSecretError",

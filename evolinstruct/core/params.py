@@ -271,14 +271,21 @@ class EvaluateParams(Group):
     k: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1], description=(
         "pass@k values to report; only with `protocol: custom`."))
     max_new_tokens: int = Field(0, ge=0, description=(
-        "Most tokens generated per answer; 0 = the published scripts' 2048 (rows stop on their own, so a high "
-        "limit costs little). Any other value is named in the metrics' protocol label."))
+        "Most tokens generated per answer; 0 = bound prompt + answer at 2048 tokens, as the published scripts' "
+        "`max_length=2048` does. Any other value bounds the answer alone and is named in the metrics' protocol "
+        "label."))
+    postprocess: Literal["wizardcoder", "evalplus", "lenient"] = Field("wizardcoder", description=(
+        "How a raw answer becomes the code that runs: `wizardcoder` (exactly the published scripts' rules), "
+        "`evalplus` (EvalPlus's sanitizer: imports and the definitions the entry point needs) or `lenient` "
+        "(drops prose, example calls, prints and asserts, never a definition or a statement one needs). "
+        "Named next to every score in the metrics."))
     stop: list[str] = Field(default_factory=lambda: ["\n### Instruction:"], description=(
         "Generation stops at the first of these (the model starting a new Alpaca turn)."))
     engine: Literal["auto", "vllm", "transformers"] = Field("auto", description=(
         "`auto` = vLLM when installed and a GPU is there, else transformers."))
     batch_size: int = Field(0, ge=0, description=(
-        "Rows per generation batch on transformers; 0 = from free memory (16 on CPU)."))
+        "Rows per generation batch on transformers; 0 = from free memory on a GPU (64 on CPU). Samples do not "
+        "depend on it."))
     compile: Literal["auto", "true", "false"] = Field("auto", description=(
         "Static KV cache and `torch.compile` on transformers: `auto` (on a GPU), `true` or `false`."))
     seed: int = Field(0, description="Seed of the sampling draws, so a rerun gives the same samples.")
@@ -288,8 +295,9 @@ class EvaluateParams(Group):
     workers: int = Field(0, ge=0, description="Sandboxed programs run at once; 0 = four per CPU.")
     benchmark_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
         "Per benchmark: `path` (a local file; keep it under `data/benchmarks/`, which the stage depends on), "
-        "`revision` (a hub commit); for `mbpp` also `variant` (`full` or `sanitized`) and `template` "
-        "(`wizardcoder` or `bigcode`). E.g. `{mbpp: {path: data/benchmarks/mbpp.jsonl}}`."))
+        "`revision` (a hub commit), `template` (`wizardcoder-2023-06`, the default, or `wizardcoder-2023-08`: "
+        "WizardCoder's published prompt versions; for `mbpp` also `bigcode`); for `mbpp` also `variant` (`full` "
+        "or `sanitized`). E.g. `{mbpp: {path: data/benchmarks/mbpp.jsonl}}`."))
 
     @field_validator("compile", mode="before")
     @classmethod

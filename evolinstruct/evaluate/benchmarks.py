@@ -7,6 +7,9 @@ implement, and the stages use when present:
   `instruction(problem)` (e.g. bigcode-evaluation-harness's docstring prompt for MBPP);
 * `contamination_problems(options)`: every problem of the benchmark that could be evaluated (all
   splits), for decontamination; `load` gives only the evaluated split;
+* `rules(problem)`: how the published scripts read its raw answers (`extract.Rules`: which part
+  of the answer, tabs, fence end, cut markers) for the `wizardcoder` post-processing and the
+  others; default: the answer read on its own, nothing undone;
 * `describe(options)`: labels written next to every score (prompt template version, problem set),
   so two runs are never compared across templates or sets by mistake.
 
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from evolinstruct.core.errors import EvolError
+from evolinstruct.evaluate.extract import DEFAULT_RULES, Rules
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ class BenchmarkUnavailable(EvolError):
 
     def __init__(self, name: str, source: str, where: str) -> None:
         super().__init__(f"benchmark '{name}': its data is not available here (no network and no local copy)",
-                         f"{source}, put it under data/benchmarks/ and set benchmark_options.{name}.path")
+                         f"{source}, put it under data/benchmarks/ and set evaluate.benchmark_options.{name}.path")
         self.name, self.source, self.where = name, source, where
 
 
@@ -76,6 +80,13 @@ def prompt_for(benchmark: Any, problem: Problem) -> str:
     from evolinstruct.core.prompting import alpaca_prompt
 
     return alpaca_prompt(benchmark.instruction(problem))
+
+
+def rules_for(benchmark: Any, problem: Problem) -> Rules:
+    """How answers to `problem` are read (the benchmark's `rules`, else `DEFAULT_RULES`)."""
+    if hasattr(benchmark, "rules"):
+        return benchmark.rules(problem)
+    return DEFAULT_RULES
 
 
 def contamination_problems(benchmark: Any, options: Mapping[str, Any]) -> list[Problem]:

@@ -7,9 +7,12 @@ with the same seed gives the same samples:
 
 * vLLM: one request per problem with `SamplingParams(n=...)` and a seed derived from (run seed,
   task id), so the request's n draws differ from each other and are the same on a rerun;
-* transformers: the n samples are n rows of the batch, each drawing its own noise from one
-  generator seeded with the run seed; the row order is fixed (prompts sorted by length, stable), so
-  a rerun draws the same noise for the same rows.
+* transformers: the n samples are n rows of the batch, each drawing its noise from a generator of
+  its own, seeded from (run seed, task id, sample index); so a task's samples are the same whatever
+  the batch size (which follows free memory on a GPU) and whichever other problems are in the run.
+
+Length. As in the published scripts (`max_length=2048`), `max_length` bounds prompt + answer
+tokens per row; `max_new_tokens` bounds the answer alone when `max_length` is 0.
 
 Speed on transformers (`fast_generate`): prompts are sorted by length so a batch pads little;
 the batch size follows free memory unless set; finished rows (EOS, a stop string, or the token
@@ -36,7 +39,7 @@ from evolinstruct.core.errors import EvolError
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    #: The published scripts allow 2048; affordable because rows stop on their own.
+    #: Tokens per answer, when `max_length` is 0.
     max_new_tokens: int = 2048
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 0.95
@@ -48,6 +51,14 @@ class GenerationSettings:
     n: int = 1
     #: Static KV cache + torch.compile on transformers: "auto" (on a GPU), "true" or "false".
     compile: str = "auto"
+    #: Prompt + answer tokens per row (the published scripts' `max_length=2048`); 0 = `max_new_tokens` bounds.
+    max_length: int = 0
+
+    def new_tokens(self, prompt_tokens: int) -> int:
+        """The answer's token budget for a prompt of `prompt_tokens` tokens (at least one)."""
+        if self.max_length:
+            return max(1, self.max_length - prompt_tokens)
+        return self.max_new_tokens
 
 
 def cut_at_stops(text: str, stops: Sequence[str]) -> str:
@@ -110,8 +121,9 @@ class Generator:
         model, tokenizer = self._load()
         copies = 1 if settings.temperature == 0 else settings.n  # greedy: n equal answers, computed once
         rows = [p for p in prompts for _ in range(copies)]
+        seeds = [sample_seed(settings.seed, f"{key}/{j}") for key in keys for j in range(copies)]
         report = (lambda k: on_batch(k * settings.n // copies)) if on_batch else None
-        texts = fast_generate(model, tokenizer, rows, settings, on_done=report)
+        texts = fast_generate(model, tokenizer, rows, settings, on_done=report, seeds=seeds)
         return [[cut_at_stops(texts[i * copies + (j % copies)], settings.stop) for j in range(settings.n)]
                 for i in range(len(prompts))]
 
@@ -123,13 +135,18 @@ def vllm_generate(llm: Any, prompts: Sequence[str], keys: Sequence[str], setting
     from vllm import SamplingParams
 
     greedy = settings.temperature == 0
+    if settings.max_length:
+        tokenizer = llm.get_tokenizer()
+        budgets = [settings.new_tokens(len(tokenizer(p)["input_ids"])) for p in prompts]
+    else:
+        budgets = [settings.max_new_tokens] * len(prompts)
     params = [
         SamplingParams(
             n=1 if greedy else settings.n, temperature=settings.temperature,
-            top_p=1.0 if greedy else settings.top_p, max_tokens=settings.max_new_tokens,
+            top_p=1.0 if greedy else settings.top_p, max_tokens=budget,
             stop=list(settings.stop) or None, seed=sample_seed(settings.seed, key),
         )
-        for key in keys
+        for key, budget in zip(keys, budgets, strict=True)
     ]
     outputs = llm.generate(list(prompts), params)
     if on_batch:
@@ -143,7 +160,7 @@ def vllm_generate(llm: Any, prompts: Sequence[str], keys: Sequence[str], setting
 
 def auto_batch_size(model: Any, prompt_tokens: int, max_new_tokens: int) -> int:
     """Rows per batch from free accelerator memory: 80% of it over the KV cache of one row at its
-    longest (prompt + new tokens), capped at 256. 64 on CPU: rows leave the batch when they end,
+    longest (prompt + new tokens), capped at 256. 64 on CPU (the answers do not depend on it): rows leave the batch when they end,
     so a large batch costs little, and fewer steps save the per-step overhead."""
     import torch
 
@@ -160,9 +177,12 @@ def auto_batch_size(model: Any, prompt_tokens: int, max_new_tokens: int) -> int:
 
 
 def fast_generate(model: Any, tokenizer: Any, prompts: Sequence[str], settings: GenerationSettings,
-                  on_done: Callable[[int], None] | None = None, stats: dict[str, int] | None = None) -> list[str]:
+                  on_done: Callable[[int], None] | None = None, stats: dict[str, int] | None = None,
+                  seeds: Sequence[int] | None = None) -> list[str]:
     """One completion per prompt (stop strings included; the caller cuts them). See the module
-    docstring for what makes it fast. `stats["new_tokens"]` (when given) counts the tokens generated."""
+    docstring for what makes it fast. `seeds` (one per prompt; default: from the run seed and the
+    prompt's position) seed each row's own sampling generator. `stats["new_tokens"]` (when given)
+    counts the tokens generated."""
     import torch
 
     if tokenizer.pad_token_id is None:
@@ -172,8 +192,11 @@ def fast_generate(model: Any, tokenizer: Any, prompts: Sequence[str], settings: 
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])
     device = next(model.parameters()).device
     compiled = settings.compile == "true" or (settings.compile == "auto" and device.type == "cuda")
-    batch = settings.batch_size or auto_batch_size(model, max(lengths, default=1), settings.max_new_tokens)
-    generator = torch.Generator(device=device).manual_seed(settings.seed)
+    limits = [settings.new_tokens(n) for n in lengths]
+    batch = settings.batch_size or auto_batch_size(model, max(lengths, default=1), max(limits, default=1))
+    seeds = list(seeds) if seeds is not None else [sample_seed(settings.seed, str(i)) for i in range(len(prompts))]
+    generators = ([torch.Generator(device=device).manual_seed(int(s)) for s in seeds] if settings.temperature > 0
+                  else [None] * len(prompts))
     stopper = _stop_criteria(tokenizer, settings.stop)
     results: list[str] = [""] * len(prompts)
 
@@ -186,7 +209,7 @@ def fast_generate(model: Any, tokenizer: Any, prompts: Sequence[str], settings: 
             on_done(len(done))
 
     if not compiled:
-        _continuous(model, tokenizer, prompts, order, max(1, batch), settings, generator, stopper, finish)
+        _continuous(model, tokenizer, prompts, order, max(1, batch), settings, generators, limits, stopper, finish)
         return results
     for start in range(0, len(order), max(1, batch)):
         chunk = order[start : start + batch]
@@ -194,8 +217,9 @@ def fast_generate(model: Any, tokenizer: Any, prompts: Sequence[str], settings: 
         # run compiles a few times, not once per batch.
         encoded = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True,
                             pad_to_multiple_of=64).to(device)
-        tokens = _compiled_batch(model, tokenizer, encoded, settings, generator, stopper)
-        finish(dict(zip(chunk, tokens, strict=True)))
+        tokens = _compiled_batch(model, tokenizer, encoded, settings, [seeds[i] for i in chunk],
+                                 max(limits[i] for i in chunk), stopper)
+        finish({i: row[: limits[i]] for i, row in zip(chunk, tokens, strict=True)})
     return results
 
 
@@ -208,8 +232,9 @@ def _stop_criteria(tokenizer: Any, stops: Sequence[str]) -> Any:
     return StopStringCriteria(tokenizer, stops)
 
 
-def _next_tokens(logits: Any, settings: GenerationSettings, generator: Any) -> Any:
-    """Greedy argmax, or a top-p sample per row from `generator` (each row its own draw)."""
+def _next_tokens(logits: Any, settings: GenerationSettings, generators: Sequence[Any]) -> Any:
+    """Greedy argmax, or a top-p sample per row, each row drawing from its own generator (so a
+    row's draws do not depend on its batch mates)."""
     import torch
 
     if settings.temperature == 0:
@@ -220,7 +245,8 @@ def _next_tokens(logits: Any, settings: GenerationSettings, generator: Any) -> A
         outside = sorted_probs.cumsum(-1) - sorted_probs > settings.top_p  # keep the smallest set reaching top_p
         sorted_probs = sorted_probs.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter_(-1, indices, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return torch.cat([torch.multinomial(probs[row : row + 1], 1, generator=generator).view(1)
+                      for row, generator in enumerate(generators)])
 
 
 def _left_pad(tensor: Any, width: int, dim: int, value: float = 0) -> Any:
@@ -253,7 +279,7 @@ def _join_caches(old: Any, new: Any) -> bool:
 
 
 def _continuous(model: Any, tokenizer: Any, prompts: Sequence[str], order: Sequence[int], batch: int,
-                settings: GenerationSettings, generator: Any, stopper: Any,
+                settings: GenerationSettings, generators: Sequence[Any], limits: Sequence[int], stopper: Any,
                 finish: Callable[[dict[int, list[int]]], None]) -> None:
     """Decode every prompt of `order` with a dynamic KV cache, at most `batch` rows at a time. A
     row that ends (EOS, a stop string, its token limit) leaves the batch at once; when half the
@@ -272,6 +298,7 @@ def _continuous(model: Any, tokenizer: Any, prompts: Sequence[str], order: Seque
     keep_last = {"logits_to_keep": 1} if "logits_to_keep" in accepts else {}
     pending = collections.deque(order)
     joinable = True
+    budget = torch.tensor(list(limits), dtype=torch.long, device=device)
 
     def prefill(count: int) -> tuple[Any, ...]:
         take = [pending.popleft() for _ in range(min(count, len(pending)))]
@@ -289,10 +316,10 @@ def _continuous(model: Any, tokenizer: Any, prompts: Sequence[str], order: Seque
         generated = mask.new_empty((len(active), 0))
         counts = torch.zeros(len(active), dtype=torch.long, device=device)
         while True:
-            token = _next_tokens(logits, settings, generator)
+            token = _next_tokens(logits, settings, [generators[i] for i in active.tolist()])
             generated = torch.cat([generated, token[:, None]], dim=1)
             counts += 1
-            finished = counts >= settings.max_new_tokens
+            finished = counts >= budget[active]
             if eos is not None:
                 finished |= token == eos
             if stopper is not None:
@@ -335,10 +362,11 @@ def _continuous(model: Any, tokenizer: Any, prompts: Sequence[str], order: Seque
                 return
 
 
-def _compiled_batch(model: Any, tokenizer: Any, encoded: Any, settings: GenerationSettings, generator: Any,
-                    stopper: Any) -> list[list[int]]:
+def _compiled_batch(model: Any, tokenizer: Any, encoded: Any, settings: GenerationSettings, seeds: Sequence[int],
+                    max_new_tokens: int, stopper: Any) -> list[list[int]]:
     """A GPU batch through transformers' `generate` with a static KV cache, the forward pass
-    compiled once (`torch.compile`), and stop strings checked on the device."""
+    compiled once (`torch.compile`), and stop strings checked on the device. Sampling draws each
+    row from its own seeded stream (`hf.row_sampler`), so the batch does not change a row's draws."""
     import torch
     import transformers
 
@@ -348,13 +376,16 @@ def _compiled_batch(model: Any, tokenizer: Any, encoded: Any, settings: Generati
     elif not getattr(model, "_evol_compiled", False):
         model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
         model._evol_compiled = True
-    sampling: dict[str, Any] = {"do_sample": settings.temperature > 0}
+    sampling: dict[str, Any] = {"do_sample": False}
     if settings.temperature > 0:
-        sampling.update(temperature=settings.temperature, top_p=settings.top_p)
-        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)))
+        from transformers import LogitsProcessorList
+
+        from evolinstruct.llm.hf import row_sampler
+
+        sampling["logits_processor"] = LogitsProcessorList([row_sampler(seeds, settings.temperature, settings.top_p)])
     extra = {"stop_strings": list(settings.stop), "tokenizer": tokenizer} if stopper is not None else {}
     with torch.inference_mode():
-        out = model.generate(**encoded, max_new_tokens=settings.max_new_tokens, cache_implementation="static",
+        out = model.generate(**encoded, max_new_tokens=max_new_tokens, cache_implementation="static",
                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                              **sampling, **extra, **compile_kwargs)
     width = encoded["input_ids"].shape[1]

@@ -1,20 +1,25 @@
 """Run untrusted, model-written Python programs in a subprocess sandbox. Never in-process.
 
 A supervisor process (the "zygote") is started once, in a new network namespace (`unshare -n`)
-where the OS allows it. For each program it forks a child, which, before running anything:
-* drops to `nobody` when we are root (so it cannot touch our files or signal the supervisor or us);
-* runs under a keeper that keeps our uid: in a new PID namespace under its own init where the OS
-  allows (when the program ends, the kernel kills everything left in the namespace), and as a
-  child subreaper everywhere (whatever is left is reparented to the keeper and killed), so no
-  process a program starts outlives its sample, `setsid()` and double forks included;
-* starts its own session and process group, killed on timeout;
+where the OS allows it. It keeps one warm lane per program in flight: a fork of itself that keeps
+our uid and is PID 1 of a PID namespace of its own where the OS allows (a child subreaper
+elsewhere). For each program, a lane forks a child which, before running anything:
+* drops to `nobody` when we are root (so it cannot touch our files or signal the lane, the
+  supervisor or us), and closes every inherited descriptor but stdin/out/err;
+* starts its own session and process group;
 * sets rlimits on CPU time, address space, file size, open files and processes;
 * moves into its own empty temporary folder, with stdin closed and output going to a file there
   (capped by the file-size limit; more than `max_output_bytes` fails the program);
 * blocks socket creation in the interpreter when no network namespace could be made.
 
+The lane kills the program at its timeout, and when the program ends it kills and reaps every
+process left (in its namespace: `kill(-1)` from its PID 1; elsewhere: the program's group and
+whatever was reparented to it), so no process a program starts outlives its sample, `setsid()` and
+double forks included. Only then does it report the program's status and take the next one.
+
 Forking a warm interpreter instead of starting one per program is what makes scoring fast: a
-program costs a fork, not a Python start-up, with the same isolation per program.
+program costs one fork of a lane that already holds its namespace, not a Python start-up nor a new
+namespace, with the same isolation per program.
 
 A program passes only if it exits 0 *and* writes a per-program random token after its last
 statement, so `sys.exit(0)` or `os._exit(0)` before the tests scores as failed.
@@ -41,15 +46,21 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 NOBODY = 65534
+#: Seconds past a program's timeout before the evaluator gives up on its lane and kills it.
+LANE_GRACE = 2.0
 SUPERVISOR_DIED_REASON = "the sandbox supervisor died"
 SUPERVISOR_DIED = f"failed: {SUPERVISOR_DIED_REASON}"
 
-# The supervisor: reads jobs (JSON lines) on stdin, forks a child per job, and reports the child's
-# pid and, when it ends, its wait status. Kept small and stdlib-only; it never runs job code itself.
+# The supervisor: reads jobs (JSON lines) on stdin and hands each to an idle lane (starting one
+# when none is idle), and reports each job's lane and, when it ends, its wait status. A lane is a
+# warm interpreter forked from the supervisor, PID 1 of a PID namespace of its own where the OS
+# allows (else a child subreaper), which forks one child per program, enforces the timeout, and
+# kills and reaps whatever the program left before it takes the next job. Kept small and
+# stdlib-only; the supervisor and the lanes never run job code themselves.
 _ZYGOTE = r"""
 import json, os, resource, signal, sys, threading, time
 lock = threading.Lock()
-running, finished = {}, {}
+idle, lanes = [], []
 
 def say(message):
     with lock:
@@ -57,18 +68,12 @@ def say(message):
         sys.stdout.flush()
 
 def reap():
+    # The supervisor's own children are the lanes' helpers; reap them when they end.
     while True:
         try:
-            pid, status = os.waitpid(-1, 0)
+            os.waitpid(-1, 0)
         except ChildProcessError:
-            time.sleep(0.002)
-            continue
-        with lock:
-            job = running.pop(pid, None)
-            if job is None:
-                finished[pid] = status
-        if job is not None:
-            say({"id": job, "status": status})
+            time.sleep(0.05)
 
 CLONE_NEWPID, PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG = 0x20000000, 36, 1
 
@@ -88,63 +93,122 @@ def children_of(pid):
                 found.append(int(entry))
     return found
 
-def keeper(job):
-    # The job's keeper: it stays out of the program's reach (it keeps our uid) and makes sure
-    # nothing the program started outlives it. Where the OS allows, the program runs in a new PID
-    # namespace under a small init of its own: when the program ends, the init exits and the
-    # kernel kills every process left in the namespace, setsid() and double forks included.
-    # Everywhere, the keeper is also a child subreaper: whatever is left is reparented to it and
-    # killed before it reports the job's status.
-    try:
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        os.setsid()
-        LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        if job["pid_namespace"]:
-            LIBC.unshare(CLONE_NEWPID)
-        init = os.fork()
-    except BaseException:
-        os._exit(125)
-    if init == 0:
-        namespace_init(job)
-    try:
-        os.write(1, (json.dumps({"id": job["id"], "program": init}) + "\n").encode())
-        _, status = os.waitpid(init, 0)
-        while True:  # reap and kill whatever is left, until the keeper has no child
+def kill_all(program, own_namespace):
+    # Everything the program started: in the lane's own PID namespace, every process but the lane
+    # (kill(-1) from its PID 1); elsewhere the program's group and whatever was reparented to the
+    # lane (a child subreaper).
+    if own_namespace:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+        return
+    for pid in [program, *children_of(os.getpid())]:
+        for kill in (os.killpg, os.kill):
             try:
-                if os.waitpid(-1, os.WNOHANG)[0]:
-                    continue  # reaped one; look again
-            except ChildProcessError:
-                break  # no child left: the usual case, found without reading /proc
-            for pid in children_of(os.getpid()):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.001)
-        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
-        if code > 128:  # end the way the program ended, so the verdict can say so
-            try:
-                signal.signal(code - 128, signal.SIG_DFL)
-            except (OSError, ValueError):
+                kill(pid, signal.SIGKILL)
+            except OSError:
                 pass
-            os.kill(os.getpid(), code - 128)
-        os._exit(code)
-    finally:
-        os._exit(1)
 
-def namespace_init(job):
-    # PID 1 of the program's namespace (or a plain parent where there is none): it runs the
-    # program as its child, so the program is an ordinary process (signals to itself work as
-    # anywhere), and exits with its status (128 + signal when killed).
+def clean_up(program, own_namespace):
+    # Kill and reap until the lane has no child: nothing a program started outlives its sample.
+    kill_all(program, own_namespace)
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0]:
+                continue  # reaped one; look again
+        except ChildProcessError:
+            return  # no child left
+        kill_all(program, own_namespace)
+        time.sleep(0.001)
+
+def lane(jobs, report, own_namespace):
+    # A lane's main loop: one program at a time, each in a fresh child of this warm interpreter.
     try:
         LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        program = os.fork()
-        if program == 0:
-            child(job)
-        _, status = os.waitpid(program, 0)
-        os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+        if not own_namespace:
+            LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        for line in os.fdopen(jobs, "r", encoding="utf-8"):
+            job = json.loads(line)
+            pid = None
+            for _ in range(500):  # the process limit may be full of a fork bomb, until it is killed
+                try:
+                    pid = os.fork()
+                    break
+                except BlockingIOError:
+                    time.sleep(0.01)
+            if pid is None:
+                os.write(report, (json.dumps({"id": job["id"], "error": "could not fork"}) + "\n").encode())
+                continue
+            if pid == 0:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+                child(job)
+            deadline = time.monotonic() + job["limits"]["timeout"]
+            status, timed_out = None, False
+            while status is None:
+                done, code = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    status = code
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    timed_out = True
+                    for kill in (os.killpg, os.kill):
+                        try:
+                            kill(pid, signal.SIGKILL)
+                        except OSError:
+                            pass
+                    status = os.waitpid(pid, 0)[1]
+                    break
+                signal.sigtimedwait({signal.SIGCHLD}, left)
+            clean_up(pid, own_namespace)
+            os.write(report, (json.dumps({"id": job["id"], "status": status, "timed_out": timed_out}) + "\n").encode())
     finally:
-        os._exit(125)
+        os._exit(0)
+
+def new_lane(pid_namespace):
+    down_r, down_w = os.pipe()
+    up_r, up_w = os.pipe()
+    helper = os.fork()
+    if helper == 0:
+        # The lane's helper keeps our uid and waits on the lane; it dies with the supervisor.
+        try:
+            os.close(down_w)
+            os.close(up_r)
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            os.setsid()
+            LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            isolated = bool(pid_namespace) and LIBC.unshare(CLONE_NEWPID) == 0
+            init = os.fork()
+            if init == 0:
+                lane(down_r, up_w, isolated and os.getpid() == 1)
+            os.write(up_w, (json.dumps({"init": init}) + "\n").encode())
+            os.close(down_r)
+            os.close(up_w)
+            os.waitpid(init, 0)
+        finally:
+            os._exit(0)
+    os.close(down_r)
+    os.close(up_w)
+    reader = os.fdopen(up_r, "r", encoding="utf-8")
+    entry = {"write": down_w, "init": json.loads(reader.readline())["init"], "job": None}
+    threading.Thread(target=read_lane, args=(entry, reader), daemon=True).start()
+    return entry
+
+def read_lane(entry, reader):
+    for line in reader:
+        message = json.loads(line)
+        with lock:
+            entry["job"] = None
+            idle.append(entry)  # idle before the parent hears, so its next job finds this lane
+        say(message)
+    with lock:  # the lane died (killed at the parent's backstop deadline, or by the OOM killer)
+        if entry in idle:
+            idle.remove(entry)
+        job = entry["job"]
+    if job is not None:
+        say({"id": job, "error": "the sandbox lane died"})
 
 def child(job):
     try:
@@ -163,6 +227,13 @@ def child(job):
         os.dup2(out, 2)
         for fd in (null, out):
             os.close(fd)
+        if LIBC.syscall(436, 3, 0x7FFFFFFF, 0) != 0:  # close_range: no lane's or other lane's pipe stays open
+            for fd in [int(f) for f in os.listdir("/proc/self/fd")]:
+                if fd > 2:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
         limits = job["limits"]
         cpu = int(limits["timeout"]) + 1
         for name, value in (("RLIMIT_CPU", cpu), ("RLIMIT_AS", limits["memory_mb"] << 20),
@@ -219,25 +290,22 @@ threading.Thread(target=reap, daemon=True).start()
 say({"ready": True})
 for line in sys.stdin:
     job = json.loads(line)
-    pid = None
-    for _ in range(500):  # the process limit may be full of a fork bomb, until it is killed
-        try:
-            pid = os.fork()
-            break
-        except BlockingIOError:
-            time.sleep(0.01)
-    if pid is None:
-        say({"id": job["id"], "error": "could not fork"})
-        continue
-    if pid == 0:
-        keeper(job)
     with lock:
-        status = finished.pop(pid, None)
-        if status is None:
-            running[pid] = job["id"]
-    say({"id": job["id"], "pid": pid})
-    if status is not None:
-        say({"id": job["id"], "status": status})
+        entry = idle.pop() if idle else None
+    if entry is None:
+        try:
+            entry = new_lane(job["pid_namespace"])
+        except OSError as exc:
+            say({"id": job["id"], "error": f"could not start a lane: {exc}"})
+            continue
+    entry["job"] = job["id"]
+    say({"id": job["id"], "pid": entry["init"]})
+    data, view = (json.dumps(job) + "\n").encode(), 0
+    try:
+        while view < len(data):
+            view += os.write(entry["write"], data[view:])
+    except OSError:
+        pass  # the lane died; its reader reports the job
 """
 
 
@@ -367,7 +435,8 @@ class Supervisor:
                     self.next_id += 1
                     self.inboxes[job_id] = inbox
                 # The child creates its folder itself, as the user it runs as, inside our base.
-                job = _Job(job_id, index, os.path.join(self.base, str(job_id)), limits.timeout)
+                # The lane enforces the timeout; this deadline is the backstop for a lane that hangs.
+                job = _Job(job_id, index, os.path.join(self.base, str(job_id)), limits.timeout + LANE_GRACE)
                 live[job_id] = job
                 lines.append(json.dumps({"id": job_id, "dir": job.workdir, "token": job.token,
                                          "program": programs[index], **settings}))
@@ -383,17 +452,12 @@ class Supervisor:
                             inbox.put({"id": job.id, "error": SUPERVISOR_DIED_REASON})
 
         def stop(job: _Job) -> None:
-            """Kill the program (and its group); its keeper then kills what it left and exits."""
-            if job.program is not None:
-                _kill_group(job.program)
-                _kill(job.program)
-            elif job.pid is not None:
-                _kill_group(job.pid)
+            """Kill the job's lane (a lane that did not report in time): its PID namespace, and
+            with it the program and whatever it started, goes with it."""
+            if job.pid is not None:
+                _kill(job.pid)
 
         def finish(job: _Job) -> None:
-            for pid in (job.pid, job.program):
-                if pid is not None:
-                    _kill_group(pid)  # the keeper has ended; this is a backstop
             outcome = self._verdict(job, limits, time.monotonic() - job.started)
             shutil.rmtree(job.workdir, ignore_errors=True)
             with self.lock:
@@ -419,6 +483,7 @@ class Supervisor:
                         stop(job)
                 elif "status" in message:
                     job.status = message["status"]
+                    job.timed_out = job.timed_out or bool(message.get("timed_out"))
                     finish(job)
                     submit(1)
                 else:
