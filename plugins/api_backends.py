@@ -106,7 +106,7 @@ class SDKBackend(Backend):
     def client(self) -> Any:
         if not self._clients:
             key = _key_from_env(self.config, self.key_env, self.key_required)
-            count = max(1, -(-self.config.max_concurrency // self.connections_per_client))
+            count = max(1, -(-self.control().concurrency // self.connections_per_client))
             self._clients = [self.make_client(key) for _ in range(count)]
         self._next = (self._next + 1) % len(self._clients)
         return self._clients[self._next]

@@ -75,11 +75,35 @@ class ShortSorry:
         return None
 
     def check(self, candidate: Candidate, judgement: str | None) -> Rejection | None:
-        words = len(candidate.response.split())
-        match = re.search(r"[^.\n]*\bsorry\b[^.\n]*", candidate.response, flags=re.IGNORECASE)
-        if match and words < self.max_words:
-            return Rejection(self.name, f"{words} words; {match.group(0).strip()!r}")
-        return None
+        response = candidate.response
+        words = len(response.split())
+        if words >= self.max_words:
+            return None
+        match = _SORRY.search(response)
+        if not match:
+            return None
+        return Rejection(self.name, f"{words} words; {sentence_around(response, match.start(), match.end())!r}")
+
+
+#: The word alone: a literal with word boundaries, so the search is linear in the response's length
+#: (the sentence around it is found with str.rfind/find, not with `[^.\n]*` on both sides, which
+#: backtracks quadratically over a long line without a full stop).
+_SORRY = re.compile(r"\bsorry\b", re.IGNORECASE)
+#: Evidence is a short quote: a sentence longer than this is cut, with "..." marking the cut.
+EVIDENCE_CHARS = 300
+
+
+def sentence_around(text: str, start: int, end: int) -> str:
+    """The sentence (between full stops and line breaks) holding text[start:end], stripped, cut to
+    EVIDENCE_CHARS around the match when it is longer."""
+    left = max(text.rfind(".", 0, start), text.rfind("\n", 0, start)) + 1
+    stops = [at for at in (text.find(".", end), text.find("\n", end)) if at >= 0]
+    right = min(stops) if stops else len(text)
+    if right - left > EVIDENCE_CHARS:
+        half = (EVIDENCE_CHARS - (end - start)) // 2
+        left, right = max(left, start - half), min(right, end + half)
+        return "..." + text[left:right].strip() + "..."
+    return text[left:right].strip()
 
 
 # NLTK's English stop word list (the usual reading of "stop words" in the paper).

@@ -159,6 +159,10 @@ class EvolveParams(Group):
     filters: list[str] = Field(
         default_factory=lambda: ["copied_prompt_words", "sorry", "stopwords_only", "truncated", "equality"],
         description="Elimination filters applied each round, by name (`evol plugins`).")
+    check_timeout: float = Field(30.0, ge=0, description=(
+        "Seconds one filter call may take for one record (per rule): a slower check eliminates the record "
+        "with rule `check_timeout`, naming the filter and its plugin in `reports/evolve.json`, and the stage "
+        "goes on. 0 = no limit. Filter checks run in a worker pool, off the event loop (docs/evolution.md)."))
 
 
 class EliminateParams(Group):

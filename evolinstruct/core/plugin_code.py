@@ -31,6 +31,11 @@ def set_namer(namer: Callable[[str, str], str] | None) -> None:
     _namer = namer or _plain_name
 
 
+def describe(kind: str, name: str) -> str:
+    """The plugin object `kind` `name` as messages name it, with its plugin and distribution."""
+    return _namer(kind, name)
+
+
 def plugin_failure(kind: str, name: str, exc: BaseException) -> PluginError:
     """A PluginError naming the plugin (and its distribution) whose `kind` `name` raised `exc`;
     the traceback goes to the log, once per plugin object and exception type."""

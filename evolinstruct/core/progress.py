@@ -12,10 +12,18 @@ import asyncio
 import sys
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, Protocol, TextIO
 
-if TYPE_CHECKING:
-    from evolinstruct.llm.dispatch import Sender
+
+class InFlight(Protocol):
+    """What the progress line reads of the request sender (`llm.dispatch.Sender` is one); a
+    protocol, so that core imports nothing from llm."""
+
+    in_flight: dict[int, float]
+    retries: dict[str, int]
+    hedges: int
+
+    def oldest_in_flight(self) -> float: ...
 
 
 def _clock(seconds: float) -> str:
@@ -86,7 +94,7 @@ class EvolveProgress:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.every = every if every is not None else (1.0 if self.tty else 10.0)
         self.quiet = quiet
-        self.sender: Sender | None = None
+        self.sender: InFlight | None = None
         self.totals: dict[int, int] = {}
         self.done: dict[int, int] = {}
         self.stats: dict[int, Any] = {}

@@ -27,13 +27,15 @@ import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from evolinstruct.core.errors import EvolError
-from evolinstruct.core.plugin_code import plugin_code
+from evolinstruct.core.plugin_code import describe, plugin_code
 from evolinstruct.core.progress import EvolveProgress
 from evolinstruct.core.records import Record, Rejection, evolved_record
 from evolinstruct.evolve.filters import Candidate, Filter
 from evolinstruct.evolve.heuristics import Heuristic, draw
+from evolinstruct.evolve.plugin_pool import CheckTimedOut, PluginPool
 from evolinstruct.llm.backends import Backend, Completion, RequestInfo, Sampling, _current_request
 from evolinstruct.llm.batching import run_batches
 from evolinstruct.llm.cost import BudgetExhausted, Price
@@ -69,6 +71,8 @@ class RoundStats:
     #: Evolutions whose text began with echoed prompt scaffolding ("#Rewritten Prompt#:"), stripped.
     scaffolding_stripped: int = 0
     rejections: dict[str, int] = field(default_factory=dict)
+    #: Filter calls that ran past `evolve.check_timeout`, by plugin object (named with its plugin).
+    check_timeouts: dict[str, int] = field(default_factory=dict)
 
     @property
     def returned_to_pool(self) -> int:
@@ -88,6 +92,10 @@ class Failure:
     """A request that got no answer; its record is marked failed with this reason."""
 
     reason: str
+
+
+#: The rule of a record eliminated because a filter call ran past `evolve.check_timeout`.
+CHECK_TIMEOUT = "check_timeout"
 
 
 class BudgetReached(EvolError):
@@ -355,8 +363,12 @@ class Evolver:
 
     def __init__(self, runner: RequestRunner | None, heuristics: Sequence[Heuristic], weights: Mapping[str, float],
                  seed: int, filters: Sequence[Filter], backend: str = "", model: str = "",
-                 max_failure_share: float = 1.0) -> None:
+                 max_failure_share: float = 1.0, check_timeout: float = 0.0,
+                 plugins: PluginPool | None = None) -> None:
         self.runner = runner
+        #: Where plugin code runs (off the event loop), and the limit of one filter call (0 = none).
+        self.plugins = plugins or PluginPool(threads=2 * runner.control.concurrency if runner else 8)
+        self.check_timeout = check_timeout
         self.heuristics, self.weights, self.seed, self.filters = heuristics, weights, seed, filters
         self.backend = backend or (runner.backend.name if runner else "")
         self.model = model or (runner.model if runner else "")
@@ -367,14 +379,18 @@ class Evolver:
 
     async def record(self, parent: Record, round: int, ask: Ask, stats: RoundStats) -> Record:
         """One evolution attempt of `parent` in `round`: evolve, answer, the free rules, then the
-        LLM judges (only for evolutions that pass every free rule)."""
+        LLM judges (only for evolutions that pass every free rule). Plugin code runs in the plugin
+        pool (`plugin_pool`), off the event loop unless the object says it is fast."""
         heuristic = draw(self.heuristics, self.weights, self.seed, parent.id, round)
 
         def attempt(status: str, instruction: str = "", response: str = "", reasons: Sequence[Rejection] = ()) -> Record:
             return evolved_record(parent, round, heuristic.name, instruction, response, self.backend, self.model,
                                   status, reasons)
 
-        evolution = await ask(heuristic.render(parent.instruction), "evolve")
+        with plugin_code("heuristic", heuristic.name):
+            prompt = await self.plugins.call(heuristic, "render", parent.instruction,
+                                             default="loop" if type(heuristic).render is Heuristic.render else "thread")
+        evolution = await ask(prompt, "evolve")
         if isinstance(evolution, Failure):
             return attempt("failed", reasons=[Rejection("request_failed", evolution.reason)])
         instruction, stripped = strip_scaffolding(evolution.text)
@@ -386,27 +402,38 @@ class Evolver:
             return attempt("failed", instruction, reasons=[Rejection("request_failed", answer.reason)])
         response = answer.text.strip()
         candidate = Candidate(parent.instruction, instruction, response, answer.finish_reason)
-        rejections: list[Rejection] = []
-        questions: list[tuple[Filter, str]] = []
-        for f in self.filters:
-            with plugin_code("filter", f.name):  # a filter's bug stops the stage, naming its plugin
-                question = f.judge_prompt(candidate)
-                rejection = f.check(candidate, None) if question is None else None
-            if question is not None:
-                questions.append((f, question))
-            elif rejection:
-                rejections.append(rejection)
+        # Every filter's first look at once: rule-only filters decide, judges return their question.
+        firsts = await asyncio.gather(*(self._first_look(f, candidate, stats) for f in self.filters))
+        rejections = [outcome for outcome in firsts if isinstance(outcome, Rejection)]
+        questions = [(f, q) for f, q in zip(self.filters, firsts, strict=True) if isinstance(q, str)]
         for f, question in questions:
             if rejections:
                 break
             verdict = await ask(question, f"judge:{f.name}")
             if isinstance(verdict, Failure):  # the judge never answered: the evolution failed, not eliminated
                 return attempt("failed", instruction, response, [Rejection("request_failed", verdict.reason)])
-            with plugin_code("filter", f.name):
-                rejection = f.check(candidate, verdict.text)
+            rejection = await self._check(f, stats, "check", candidate, verdict.text)
             if rejection:
                 rejections.append(rejection)
         return attempt("eliminated" if rejections else "kept", instruction, response, rejections)
+
+    async def _first_look(self, f: Filter, candidate: Candidate, stats: RoundStats) -> Rejection | str | None:
+        """A filter's judge question for `candidate`, or (rule-only filters) its verdict."""
+        question = await self._check(f, stats, "judge_prompt", candidate)
+        if isinstance(question, Rejection) or question is not None:
+            return question
+        return await self._check(f, stats, "check", candidate, None)
+
+    async def _check(self, f: Filter, stats: RoundStats, method: str, *args: object) -> Any:
+        """One call of a filter's `method` in the plugin pool, bounded by `evolve.check_timeout`: a
+        call past it is a `check_timeout` rejection naming the plugin."""
+        try:
+            with plugin_code("filter", f.name):  # a filter's bug stops the stage, naming its plugin
+                return await self.plugins.call(f, method, *args, timeout=self.check_timeout)
+        except CheckTimedOut as exc:
+            who = describe("filter", f.name)
+            stats.check_timeouts[who] = stats.check_timeouts.get(who, 0) + 1
+            return Rejection(CHECK_TIMEOUT, f"{who}: {method} {exc} (evolve.check_timeout)")
 
     def _decided(self, record: Record, stats: RoundStats, planned: int) -> None:
         setattr(stats, record.status, getattr(stats, record.status) + 1)
@@ -455,6 +482,7 @@ class Evolver:
                 await self._run_streamed(current, rounds, stats, attempts, planned, on_round)
         finally:
             progress.end()
+            self.plugins.shutdown()
         if self.stop_error is not None:
             raise self.stop_error
         done = {k: [r for r in attempts[k] if r is not None] for k in rounds}
