@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 from evolinstruct.core.records import Rejection
 from evolinstruct.evolve.filters import Candidate
@@ -49,6 +50,9 @@ class EqualityJudge:
     """Rule 1: the evolution gives no information gain over its parent, as judged by the evolver LLM."""
 
     name: str = "equality"
+    #: Runs inline on the event loop: linear in its input (tests/test_linear_time.py) and cheaper
+    #: than a hop to the plugin pool (about 40 us against 200 us of CPU per call).
+    runs_in: ClassVar[str] = "loop"
 
     def judge_prompt(self, candidate: Candidate) -> str | None:
         return EQUALITY_PROMPT.replace("{first}", candidate.parent_instruction).replace(
@@ -69,6 +73,9 @@ class ShortSorry:
     """Rule 2: the response contains "sorry" and is shorter than 80 words."""
 
     name: str = "sorry"
+    #: Runs inline on the event loop: linear in its input (tests/test_linear_time.py) and cheaper
+    #: than a hop to the plugin pool (about 40 us against 200 us of CPU per call).
+    runs_in: ClassVar[str] = "loop"
     max_words: int = 80
 
     def judge_prompt(self, candidate: Candidate) -> None:
@@ -126,6 +133,9 @@ class OnlyStopWords:
     """Rule 3: the response contains only punctuation and stop words (or nothing at all)."""
 
     name: str = "stopwords_only"
+    #: Runs inline on the event loop: linear in its input (tests/test_linear_time.py) and cheaper
+    #: than a hop to the plugin pool (about 40 us against 200 us of CPU per call).
+    runs_in: ClassVar[str] = "loop"
 
     def judge_prompt(self, candidate: Candidate) -> None:
         return None
@@ -146,6 +156,9 @@ class CopiedPromptWords:
     """Rule 4: the evolved instruction copies words from the evolving prompt ("#Rewritten Prompt#", ...)."""
 
     name: str = "copied_prompt_words"
+    #: Runs inline on the event loop: linear in its input (tests/test_linear_time.py) and cheaper
+    #: than a hop to the plugin pool (about 40 us against 200 us of CPU per call).
+    runs_in: ClassVar[str] = "loop"
 
     def judge_prompt(self, candidate: Candidate) -> None:
         return None
@@ -164,6 +177,9 @@ class Truncated:
     """Not in the paper: the response was cut off by the token limit, so its code is incomplete."""
 
     name: str = "truncated"
+    #: Runs inline on the event loop: linear in its input (tests/test_linear_time.py) and cheaper
+    #: than a hop to the plugin pool (about 40 us against 200 us of CPU per call).
+    runs_in: ClassVar[str] = "loop"
 
     def judge_prompt(self, candidate: Candidate) -> None:
         return None

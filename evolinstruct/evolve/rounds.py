@@ -427,13 +427,15 @@ class Evolver:
     async def _check(self, f: Filter, stats: RoundStats, method: str, *args: object) -> Any:
         """One call of a filter's `method` in the plugin pool, bounded by `evolve.check_timeout`: a
         call past it is a `check_timeout` rejection naming the plugin."""
-        try:
-            with plugin_code("filter", f.name):  # a filter's bug stops the stage, naming its plugin
+        with plugin_code("filter", f.name):  # a filter's bug stops the stage, naming its plugin
+            try:
                 return await self.plugins.call(f, method, *args, timeout=self.check_timeout)
-        except CheckTimedOut as exc:
-            who = describe("filter", f.name)
-            stats.check_timeouts[who] = stats.check_timeouts.get(who, 0) + 1
-            return Rejection(CHECK_TIMEOUT, f"{who}: {method} {exc} (evolve.check_timeout)")
+            except CheckTimedOut as timed_out:
+                exc = timed_out
+        # Past the limit: the record is eliminated and the stage goes on.
+        who = describe("filter", f.name)
+        stats.check_timeouts[who] = stats.check_timeouts.get(who, 0) + 1
+        return Rejection(CHECK_TIMEOUT, f"{who}: {method} {exc} (evolve.check_timeout)")
 
     def _decided(self, record: Record, stats: RoundStats, planned: int) -> None:
         setattr(stats, record.status, getattr(stats, record.status) + 1)
