@@ -81,6 +81,7 @@ class FakeLLMServer:
         self.faults: dict[str, int] = {}
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
+        self.dead = False
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -107,6 +108,14 @@ class FakeLLMServer:
         return self
 
     def __exit__(self, *exc):
+        if not self.dead:
+            self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def kill(self) -> None:
+        """Die mid-run, as a crashed server does: new connections are refused, and requests on
+        open connections are dropped without an answer."""
+        self.dead = True
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -162,6 +171,9 @@ class FakeLLMServer:
             slow = self.slow_rate and self.rng.random() < self.slow_rate
         if slow or self.latency:
             time.sleep(self.slow_seconds if slow else self.latency)
+        if self.dead:
+            handler.close_connection = True
+            return None
         fault = self.draw_fault()
         if fault:
             self.count(self.faults, fault)

@@ -116,6 +116,13 @@ def control_for(config: EvolverConfig, default_hedge_after: float = 0.0) -> Cont
     )
 
 
+#: A refused connection before anything was answered is retried for this long (seconds), at most
+#: UNREACHABLE_RETRY_DELAY apart, then the run stops naming the address: well within 5 s of the
+#: start, where the full backoff (6 retries from 1 s, doubling) took about 30 s.
+UNREACHABLE_GRACE = 1.0
+UNREACHABLE_RETRY_DELAY = 0.25
+
+
 class RetriesExhausted(Exception):
     """Every attempt of a request failed; carries the last error as the reason."""
 
@@ -149,6 +156,7 @@ class Sender:
         self.hedges = 0
         self._hedging = 0  # hedge copies in flight (at most concurrency / 8)
         self._ids = 0
+        self._unreachable_since: float | None = None  # first refused connection, while nothing was answered
 
     def oldest_in_flight(self) -> float:
         """Age in seconds of the oldest attempt in flight (0 when none)."""
@@ -213,6 +221,19 @@ class Sender:
                 task.cancel()
         raise AssertionError("unreachable")
 
+    def _unreachable(self, error: BaseException) -> bool:
+        """Whether `error` is a refused connection (the backend's `fatal` says "unreachable")
+        before any request was answered: a wrong address or a server that is down, retried for
+        UNREACHABLE_GRACE seconds (a server still starting up) rather than with the full backoff."""
+        if self.control.breaker.answered:
+            return False
+        fatal = self.backend.fatal(error)
+        if fatal is None or fatal.kind != "unreachable":
+            return False
+        if self._unreachable_since is None:
+            self._unreachable_since = time.monotonic()
+        return True
+
     def _check_fatal(self, error: BaseException) -> None:
         """Raise FatalRequestError when the breaker trips, and send nothing more from then on."""
         try:
@@ -249,12 +270,17 @@ class Sender:
                             raise RetriesExhausted(
                                 f"{n + 1} attempts failed; last: {type(exc).__name__}: {exc}"
                             ) from exc
+                        delay = policy.delay(n, retry)
+                        if self._unreachable(exc):  # nothing answered yet and no connection: fail fast
+                            if time.monotonic() - self._unreachable_since >= UNREACHABLE_GRACE:
+                                self._check_fatal(exc)  # the breaker trips: nothing was ever answered
+                            delay = min(delay, UNREACHABLE_RETRY_DELAY)
                         reason = retry_reason(exc)
                         self.retries[reason] = self.retries.get(reason, 0) + 1
                         for callback in (control.on_retry, on_retry):
                             if callback:
                                 callback(exc)
-                        await asyncio.sleep(policy.delay(n, retry))
+                        await asyncio.sleep(delay)
                         if self.stopping:
                             raise Stopped("not sent again: the run is stopping") from exc
                 control.breaker.success()
