@@ -26,6 +26,7 @@ import asyncio
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -134,6 +135,18 @@ def request_info(kind: str, round: int) -> RequestInfo:
     return RequestInfo(name, round, filter_name or None)
 
 
+#: Set per record by the round loop: whether any of the record's requests was sent (or waited on a
+#: request in flight) rather than answered from the cache, so the progress line's ETA counts only
+#: records whose pace says something about the records still to come.
+_record_paid: ContextVar[list[bool] | None] = ContextVar("evolinstruct_record_paid", default=None)
+
+
+def _mark_paid() -> None:
+    flag = _record_paid.get()
+    if flag is not None:
+        flag[0] = True
+
+
 class RequestRunner:
     """Answers prompts from the cache or the backend, caching every new answer before use.
 
@@ -210,6 +223,7 @@ class RequestRunner:
         key = self.key(prompt, sample)
         pending = self._pending.get(key)
         if pending is not None:
+            _mark_paid()
             result = await asyncio.shield(pending)
             return self._hit(result, stats) if isinstance(result, Completion) else result
         hit = self.cache.get(key)
@@ -218,6 +232,7 @@ class RequestRunner:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "exception not retrieved"
         self._pending[key] = future
+        _mark_paid()
 
         def retried(error: BaseException) -> None:
             stats.retries += 1
@@ -492,12 +507,12 @@ class Evolver:
 
     def _place(self, k: int, i: int, record: Record, current: list[Record], stats: dict[int, RoundStats],
                attempts: dict[int, list[Record | None]], planned: int, left: dict[int, int],
-               on_round: Callable[[int, list[Record], RoundStats], None] | None) -> None:
+               on_round: Callable[[int, list[Record], RoundStats], None] | None, paid: bool = True) -> None:
         attempts[k][i] = record
         if record.status == "kept":
             current[i] = record
         self._decided(record, stats[k], planned)
-        self.runner.progress.record_done(k)  # type: ignore[union-attr]
+        self.runner.progress.record_done(k, paid)  # type: ignore[union-attr]
         left[k] -= 1
         if left[k] == 0 and on_round is not None and self.stop_error is None:
             on_round(k, attempts[k], stats[k])  # type: ignore[arg-type]
@@ -530,12 +545,14 @@ class Evolver:
                 def ask(prompt: str, kind: str, k: int = k) -> Awaitable[Completion | Failure]:
                     return runner.ask(prompt, k, stats[k], kind)
 
+                paid = [False]
+                _record_paid.set(paid)
                 try:
                     record = await self.record(current[i], k, ask, stats[k])
                 except Stopped:
                     release_all()
                     return
-                self._place(k, i, record, current, stats, attempts, planned, left, on_round)
+                self._place(k, i, record, current, stats, attempts, planned, left, on_round, paid[0])
                 remaining[0] -= 1
                 if self.stop_error is not None:
                     release_all()
@@ -578,6 +595,7 @@ class Evolver:
             phases = _Phases(self.runner, k, stats[k], len(current))
 
             async def one(i: int, parent: Record, k: int = k, phases: _Phases = phases) -> None:
+                _record_paid.set(None)  # phases are sent together: counted as paid (the default)
                 try:
                     record = await self.record(parent, k, phases.ask, stats[k])
                 finally:
