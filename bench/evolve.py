@@ -106,8 +106,10 @@ def make_project(root: Path, url: str, overrides: dict) -> None:
                                        "max_concurrency": CONCURRENCY, "max_tokens": 256,
                                        "request_timeout": TIMEOUT, "retry_base_delay": 0.05, "retry_max_delay": 1.0,
                                        **overrides},
-              "evolve": {"family": "code", "seed": 42}}
+              "evolve": {"family": "code", "seed": 42}, "plugins": {}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
+    if (REPO / "plugins.lock.yaml").exists():  # the stage checks the installed plugins against it
+        shutil.copy(REPO / "plugins.lock.yaml", root / "plugins.lock.yaml")
     write_records(root / "data/seed/seed.jsonl", seeds())
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         subprocess.run(cmd, cwd=root, check=True, env=env(root / "cache.sqlite"))
