@@ -36,7 +36,7 @@ from evolinstruct.core.progress import EvolveProgress
 from evolinstruct.core.records import Record, Rejection, evolved_record
 from evolinstruct.evolve.filters import Candidate, Filter
 from evolinstruct.evolve.heuristics import Heuristic, draw
-from evolinstruct.evolve.plugin_pool import CheckTimedOut, PluginPool
+from evolinstruct.evolve.plugin_pool import CheckTimedOut, PluginPool, runs_in
 from evolinstruct.llm.backends import Backend, Completion, RequestInfo, Sampling, _current_request
 from evolinstruct.llm.batching import run_batches
 from evolinstruct.llm.cost import BudgetExhausted, Price
@@ -418,7 +418,15 @@ class Evolver:
         response = answer.text.strip()
         candidate = Candidate(parent.instruction, instruction, response, answer.finish_reason)
         # Every filter's first look at once: rule-only filters decide, judges return their question.
-        firsts = await asyncio.gather(*(self._first_look(f, candidate, stats) for f in self.filters))
+        firsts: list[Rejection | str | None] = [None] * len(self.filters)
+        pooled = [i for i, f in enumerate(self.filters) if runs_in(f) != "loop"]
+        for i, f in enumerate(self.filters):
+            if runs_in(f) == "loop":  # inline: no task to create, nothing to wait for
+                firsts[i] = await self._first_look(f, candidate, stats)
+        if pooled:  # the pooled ones side by side
+            looks = await asyncio.gather(*(self._first_look(self.filters[i], candidate, stats) for i in pooled))
+            for i, look in zip(pooled, looks, strict=True):
+                firsts[i] = look
         rejections = [outcome for outcome in firsts if isinstance(outcome, Rejection)]
         questions = [(f, q) for f, q in zip(self.filters, firsts, strict=True) if isinstance(q, str)]
         for f, question in questions:
