@@ -167,11 +167,11 @@ def stage_prompts() -> list[str]:
     """The requests the stage sends for SEEDS seeds in round 1 (evolve, answer, judge), as the
     realistic server answers them: the bare loop sends the same, so both get the same answers."""
     sys.path.insert(0, str(REPO / "tests"))
+    from evolinstruct.plugins.filters import EQUALITY_PROMPT
+    from evolinstruct.plugins.heuristics import builtin_heuristics
     from loopback import realistic_reply
 
     from evolinstruct.evolve.heuristics import draw
-    from evolinstruct.plugins.filters import EQUALITY_PROMPT
-    from evolinstruct.plugins.heuristics import builtin_heuristics
 
     code = [h for h in builtin_heuristics() if h.family == "code"]
     prompts = []

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 
+from evolinstruct.plugins.api_backends import OpenAICompatibleBackend
 from loopback import FakeLLMServer, evolver_reply
 from plugins_under_test import filters, heuristics
 
@@ -19,7 +20,6 @@ from evolinstruct.evolve.rounds import Evolver
 from evolinstruct.evolve.stage import build_runner
 from evolinstruct.llm.request_cache import RequestCache
 from evolinstruct.llm.servers import Servers
-from evolinstruct.plugins.api_backends import OpenAICompatibleBackend
 
 CODE = [h for h in heuristics.builtin_heuristics() if h.family == "code"]
 RULES = [filters.CopiedPromptWords(), filters.ShortSorry(), filters.OnlyStopWords(), filters.EqualityJudge()]

@@ -23,10 +23,10 @@ from evolinstruct.evolve.filters import Filter
 from evolinstruct.evolve.heuristics import Heuristic
 from evolinstruct.evolve.rounds import RoundStats
 from evolinstruct.evolve.stage import make_evolver
-from evolinstruct.llm.types import Completion, Sampling
 from evolinstruct.llm.cost import price_for
 from evolinstruct.llm.dispatch import estimate_tokens
 from evolinstruct.llm.request_cache import RequestCache, cache_path, request_key
+from evolinstruct.llm.types import Completion, Sampling
 
 
 @dataclass

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from evolinstruct.core.params import EvolverConfig
 from evolinstruct.core.plugin_code import plugin_failure
 from evolinstruct.llm.types import (  # noqa: F401  (re-exported: plugins import them from here)
+    HEDGE_FLOOR,
     REPEATS_TO_STOP,
     Breaker,
     Completion,
-    HEDGE_FLOOR,
     Control,
     Fatal,
     FatalRequestError,
@@ -32,7 +32,6 @@ from evolinstruct.llm.types import (  # noqa: F401  (re-exported: plugins import
     Source,
     Stopped,
 )
-
 
 _timeout = getattr(asyncio, "timeout", None)
 
