@@ -1,4 +1,6 @@
-"""eliminate + merge_shuffle at scale: wall time and peak memory from 10k to 80k records.
+"""eliminate + merge_shuffle at scale: wall time and peak memory from 10k to 80k records, and
+20k records of which 2% are one 20,000-character line (a data table or a minified literal, as
+models write them) next to the clean 20k run (issue 24: dedup and decontamination stay linear).
 
 The records are the Code Alpaca sample in ../shared/data (or generated instructions when it is
 absent), replicated into "rounds" with perturbations (appended requirements, reworded phrases,
@@ -42,7 +44,17 @@ def base_records() -> list[tuple[str, str]]:
              f"def task_{i}(xs):\n    return sorted(xs)[:{i % 7}]") for i in range(2000)]
 
 
-def build_project(folder: Path, total: int) -> None:
+def long_line(rng: random.Random, chars: int = 20_000) -> str:
+    """One line without a full stop: a dictionary literal of made-up fields."""
+    parts, size = [], 0
+    while size < chars:
+        part = f"{rng.choice(NAMES)}_{rng.randint(0, 99999)}: {rng.randint(0, 10**6)}"
+        parts.append(part)
+        size += len(part) + 2
+    return ("data = {" + ", ".join(parts))[: chars - 1] + "}"
+
+
+def build_project(folder: Path, total: int, long_share: float = 0.0) -> None:
     from evolinstruct.plugins.benchmarks import HumanEval
 
     from evolinstruct.core.records import evolved_record, seed_record, write_records
@@ -69,6 +81,9 @@ def build_project(folder: Path, total: int) -> None:
                 instruction = (f"{root} {extras} Name the function {rng.choice(NAMES)}_{made} and support up to "
                                f"{rng.randint(10, 10**6)} items.")
             output = parent.output + f"\n# revision {k}"
+            if long_share and rng.random() < long_share:
+                line = long_line(rng)
+                instruction, output = f"{instruction} Use this table: {line}", line
             if made % 20000 == 7:
                 problem = planted[(made // 20000) % len(planted)]
                 instruction, output = "Solve:\n" + problem.prompt.replace("    ", "  "), problem.reference
@@ -84,7 +99,7 @@ def build_project(folder: Path, total: int) -> None:
     benchmarks = ["humaneval"]
     if (SHARED / "mbpp/sanitized-mbpp.json").exists():
         benchmarks.append("mbpp")
-        options = {"mbpp": {"path": str(SHARED / "mbpp/sanitized-mbpp.json")}}
+        options = {"mbpp": {"path": str(SHARED / "mbpp/sanitized-mbpp.json"), "variant": "sanitized"}}
     params = {"rounds": len(rounds), "eliminate": {"benchmarks": benchmarks, "benchmark_options": options},
               "merge_shuffle": {"seed": 42}}
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
@@ -105,23 +120,31 @@ def run_stage(folder: Path, stage: str) -> tuple[float, float]:
 
 def bench_eliminate() -> dict:
     runs = []
-    for total in SIZES:
+    sizes = [int(x) for x in os.environ.get("BENCH_ELIMINATE_SIZES", "").split(",") if x] or SIZES
+    cases = [(total, 0.0) for total in sizes] + [(20_000, 0.02)]
+    for total, long_share in cases:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            build_project(folder, total)
+            build_project(folder, total, long_share)
             records = sum(1 for p in (folder / "data").rglob("*.jsonl") for _ in p.open())
+            input_mib = sum(p.stat().st_size for p in (folder / "data").rglob("*.jsonl")) / 2**20
             eliminate_s, eliminate_mib = run_stage(folder, "eliminate")
             merge_s, merge_mib = run_stage(folder, "merge_shuffle")
             metrics = json.loads((folder / "reports/eliminate.json").read_text())  # the per-rule detail
         runs.append({
-            "records": records, "eliminate_s": round(eliminate_s, 2), "merge_shuffle_s": round(merge_s, 2),
+            "records": records, "long_line_share": long_share, "input_mib": round(input_mib, 1), "eliminate_s": round(eliminate_s, 2), "merge_shuffle_s": round(merge_s, 2),
             "total_s": round(eliminate_s + merge_s, 2), "peak_mib": round(max(eliminate_mib, merge_mib), 1),
             "kept": metrics["kept"], "rules": metrics["rules"], "decontamination": metrics["decontamination"],
         })
         print(f"bench eliminate: {runs[-1]}", file=sys.stderr)
+    long = runs.pop()
+    clean20k = next((r for r in runs if r["records"] == long["records"]), None)
     largest = runs[-1]
     return {
         "runs": runs,
+        "long_lines_20k": {**long, "clean_20k_eliminate_s": clean20k["eliminate_s"] if clean20k else None,
+                           "ratio_to_clean": round(long["eliminate_s"] / clean20k["eliminate_s"], 2) if clean20k else None,
+                           "long_line_chars": 20_000},
         "target": {"records": 80_000, "max_s": 60, "max_mib": 2048},
         "within_target": largest["total_s"] < 60 and largest["peak_mib"] < 2048,
         "growth_10k_to_80k": {"time": round(largest["total_s"] / runs[0]["total_s"], 2),

@@ -34,6 +34,7 @@ from evolinstruct.llm.backends import (
 )
 from evolinstruct.llm.dispatch import Control, Fatal, MalformedResponse, Retry
 from evolinstruct.llm.hf import hub_offline
+from evolinstruct.llm.servers import Servers
 from evolinstruct.registry import Registry
 from evolinstruct.testing import ScriptedBackend, default_script, evolve, registered, score_in_sandbox
 
@@ -58,6 +59,7 @@ __all__ = [
     "Fatal",
     "ProviderError",
     "MalformedResponse",
+    "Servers",
     # local backends: loading and generating with Hugging Face transformers
     "hf",
     "hub_offline",

@@ -109,7 +109,8 @@ def evolve(seeds: Sequence[str | Record], rounds: int = 1, *, backend: Backend |
     the registered heuristics of `family` and the named `filters`, with `backend` (default: a
     :class:`ScriptedBackend`) and a request cache in a temporary folder (or at `cache`).
     Returns every attempt, per round."""
-    from evolinstruct.evolve.rounds import RequestRunner, evolve_round
+    from evolinstruct.evolve.rounds import evolve_round
+    from evolinstruct.evolve.stage import build_runner
     from evolinstruct.llm.request_cache import RequestCache
 
     registry = get_registry()
@@ -123,7 +124,7 @@ def evolve(seeds: Sequence[str | Record], rounds: int = 1, *, backend: Backend |
         nonlocal pool
         requests = RequestCache(cache_file)
         try:
-            runner = RequestRunner(backend, requests, Sampling.from_config(backend.config))
+            runner = build_runner(backend.config, backend, requests)
             for k in range(1, rounds + 1):
                 attempts, pool, _ = await evolve_round(pool, k, heuristics, weights or {}, seed, runner, rules)
                 history.append(attempts)

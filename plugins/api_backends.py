@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from email.utils import parsedate_to_datetime
 from types import ModuleType
 from typing import Any
@@ -28,6 +28,7 @@ from evolinstruct.api import (
     MissingSecretError,
     Retry,
     Sampling,
+    Servers,
     hookimpl,
 )
 
@@ -91,8 +92,11 @@ class SDKBackend(Backend):
 
     def __init__(self, config: EvolverConfig) -> None:
         super().__init__(config)
-        self._clients: list[Any] = []
+        #: SDK clients by server address ("" = the SDK's default address).
+        self._clients: dict[str, list[Any]] = {}
         self._next = 0
+        #: `evolver.base_url` may list several servers: each request goes to the least busy one.
+        self.servers = Servers(config.base_urls() or [""])
 
     def check_ready(self) -> None:
         _key_from_env(self.config, self.key_env, self.key_required)
@@ -103,7 +107,7 @@ class SDKBackend(Backend):
     def sdk(self) -> ModuleType:
         return importlib.import_module(self.sdk_module)
 
-    def make_client(self, api_key: str | None) -> Any:
+    def make_client(self, api_key: str | None, base_url: str = "") -> Any:
         raise NotImplementedError
 
     #: Requests in flight per SDK client. httpx's connection pool does work proportional to its
@@ -111,17 +115,35 @@ class SDKBackend(Backend):
     #: (clients, used in turn) cost the event loop much less CPU than one big one.
     connections_per_client = 16
 
-    def client(self) -> Any:
+    def client(self, server: str | None = None) -> Any:
+        """An SDK client for `server` (default: the first listed), clients of a server used in turn."""
         if not self._clients:
             key = _key_from_env(self.config, self.key_env, self.key_required)
-            count = max(1, -(-self.config.max_concurrency // self.connections_per_client))
-            self._clients = [self.make_client(key) for _ in range(count)]
-        self._next = (self._next + 1) % len(self._clients)
-        return self._clients[self._next]
+            per_server = -(-self.control().concurrency // len(self.servers))
+            count = max(1, -(-per_server // self.connections_per_client))
+            self._clients = {s.url: [self.make_client(key, s.url) for _ in range(count)] for s in self.servers.servers}
+        clients = self._clients[self.servers.servers[0].url if server is None else server]
+        self._next += 1
+        return clients[self._next % len(clients)]
 
-    def client_options(self) -> dict[str, Any]:
+    async def on_server(self, call: Callable[[Any], Awaitable[Any]]) -> Any:
+        """`call(client)` on the least busy server, keeping the servers' health up to date."""
+        server = self.servers.pick()
+        try:
+            result = await call(self.client(server.url))
+        except BaseException as exc:
+            sdk = self.sdk()
+            refused = isinstance(exc, sdk.APIConnectionError) and not isinstance(exc, sdk.APITimeoutError)
+            counts = isinstance(exc, sdk.APITimeoutError) or (isinstance(exc, sdk.APIStatusError)
+                                                              and exc.status_code >= 500)
+            self.servers.failed(server, refused=refused, counts=counts)
+            raise
+        self.servers.answered(server)
+        return result
+
+    def client_options(self, base_url: str = "") -> dict[str, Any]:
         return {
-            "base_url": self.config.base_url or None,  # None: the SDK default, honouring *_BASE_URL
+            "base_url": base_url or None,  # None: the SDK default, honouring *_BASE_URL
             "timeout": self.config.request_timeout,
             "max_retries": 0,  # core dispatch retries, through the rate limiter
         }
@@ -130,7 +152,9 @@ class SDKBackend(Backend):
         return self.config.api_key_env or self.key_env
 
     def base_url(self) -> str:
-        return str(self._clients[0].base_url) if self._clients else self.config.base_url
+        if len(self.servers) > 1:
+            return ", ".join(s.url for s in self.servers.servers)
+        return str(next(iter(self._clients.values()))[0].base_url) if self._clients else self.servers.servers[0].url
 
     def fatal(self, error: BaseException) -> Fatal | None:
         """401/403/404 and a 400/422 (the request's shape) from the SDK's status error classes, and
@@ -152,6 +176,8 @@ class SDKBackend(Backend):
                       f"(model '{self.config.model}', key from {key_env}; {hint})"
             return Fatal(kind, message)
         if isinstance(error, sdk.APIConnectionError) and not isinstance(error, sdk.APITimeoutError):
+            if len(self.servers) > 1 and not self.servers.all_aside():  # another server can take the retry
+                return None
             detail = f"{error}: {error.__cause__}" if error.__cause__ else str(error)
             return Fatal("unreachable", f"cannot reach {where}: {detail} (check evolver.base_url and the network)")
         return None
@@ -182,9 +208,10 @@ class SDKBackend(Backend):
         return isinstance(error, self.sdk().APIError) or super().provider_failure(error)
 
     async def aclose(self) -> None:
-        for client in self._clients:
-            await client.close()
-        self._clients = []
+        for clients in self._clients.values():
+            for client in clients:
+                await client.close()
+        self._clients = {}
 
 
 class OpenAIBackend(SDKBackend):
@@ -193,8 +220,8 @@ class OpenAIBackend(SDKBackend):
     supports_batch = True
     sdk_module = "openai"
 
-    def make_client(self, api_key: str | None) -> Any:
-        return self.sdk().AsyncOpenAI(api_key=api_key or "unused", **self.client_options())
+    def make_client(self, api_key: str | None, base_url: str = "") -> Any:
+        return self.sdk().AsyncOpenAI(api_key=api_key or "unused", **self.client_options(base_url))
 
     def body(self, prompt: str, sampling: Sampling) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -234,7 +261,8 @@ class OpenAIBackend(SDKBackend):
         # auth, headers and errors, without re-validating a body we built ourselves or building
         # pydantic models we would discard. That halves the client's CPU per request, which is
         # what limits throughput at high concurrency.
-        response = await self.client().post("/chat/completions", cast_to=object, body=self.body(prompt, sampling))
+        body = self.body(prompt, sampling)
+        response = await self.on_server(lambda client: client.post("/chat/completions", cast_to=object, body=body))
         if not isinstance(response, dict):
             raise MalformedResponse(f"expected a JSON object, got {type(response).__name__}")
         return self.parse(response)
@@ -291,7 +319,7 @@ class OpenAICompatibleBackend(OpenAIBackend):
     default_hedge_after = 3.0
 
     def check_ready(self) -> None:
-        if not (self.config.base_url or os.environ.get("OPENAI_BASE_URL")):
+        if not (self.config.base_urls() or os.environ.get("OPENAI_BASE_URL")):
             raise MissingSecretError(
                 "evolver.backend 'openai_compatible' needs the server's address",
                 "set evolver.base_url (for example http://localhost:8000/v1 for vLLM) or OPENAI_BASE_URL",
@@ -304,8 +332,8 @@ class AnthropicBackend(SDKBackend):
     supports_batch = True
     sdk_module = "anthropic"
 
-    def make_client(self, api_key: str | None) -> Any:
-        return self.sdk().AsyncAnthropic(api_key=api_key, **self.client_options())
+    def make_client(self, api_key: str | None, base_url: str = "") -> Any:
+        return self.sdk().AsyncAnthropic(api_key=api_key, **self.client_options(base_url))
 
     def params(self, prompt: str, sampling: Sampling) -> dict[str, Any]:
         # temperature 1 and no top_p are the API's defaults; set evolver.top_p: null for models
@@ -343,7 +371,8 @@ class AnthropicBackend(SDKBackend):
         params = self.params(prompt, sampling)
         # The Messages SDK takes sampling arguments other than max_tokens through the body.
         body = {k: params.pop(k) for k in ("temperature", "top_p") if k in params}
-        response = await self.client().messages.create(**params, **({"extra_body": body} if body else {}))
+        response = await self.on_server(
+            lambda client: client.messages.create(**params, **({"extra_body": body} if body else {})))
         return self.parse(response)
 
     async def submit_batch(self, requests: Sequence[tuple[str, str]], sampling: Sampling) -> str:

@@ -34,6 +34,68 @@ def evolver_reply(prompt: str) -> str:
     return f"def solution(data):\n    # {prompt[:40]!r}\n    return sorted(data)"
 
 
+REQUIREMENTS = [
+    "The function must also accept an optional key argument that selects the value to compare.",
+    "It should raise a ValueError with a clear message when the input contains values of mixed types.",
+    "Handle inputs of up to a million items without recursion, in O(n log n) time at most.",
+    "Return the result as a named tuple holding the value and its position in the input.",
+    "Document the function with a docstring that gives two examples of its use.",
+    "Empty input must return None rather than raising an exception.",
+    "Do not use any function from the standard library other than those in itertools.",
+]
+WORDS = ("result values items index count total window buffer offset length number matrix row column "
+         "mapping record field stream parser token").split()
+
+
+def _rng(prompt: str):
+    import hashlib
+
+    return random.Random(hashlib.sha256(prompt.encode("utf-8")).digest())
+
+
+def long_line(rng, chars: int = 20_000) -> str:
+    """One line without a full stop, as a model writes a data table, a minified literal or a list."""
+    parts, size = [], 0
+    while size < chars:
+        part = f"{rng.choice(WORDS)}_{rng.randint(0, 99999)}: {rng.randint(0, 10**6)}"
+        parts.append(part)
+        size += len(part) + 2
+    return ("data = {" + ", ".join(parts))[: chars - 1] + "}"
+
+
+def realistic_reply(prompt: str, long_line_rate: float = 0.0) -> str:
+    """Answers as long as a model's, the same for the same prompt (whichever server answers):
+    an evolution is the question plus two or three sentences of new requirements; an answer is
+    150-400 tokens of prose around a Python code block (or, for `long_line_rate` of the answers,
+    one 20,000-character line); a judge says "Not Equal"."""
+    rng = _rng(prompt)
+    if prompt.startswith("Here are two Instructions"):
+        return "Not Equal"
+    if prompt.startswith("Please increase the difficulty"):
+        question = prompt.rsplit("\n\n", 1)[1]
+        return question + " " + " ".join(rng.sample(REQUIREMENTS, rng.randint(2, 3)))
+    if long_line_rate and rng.random() < long_line_rate:
+        return long_line(rng)
+    target = rng.randint(150, 400) * 4  # characters, at about 4 per token
+    name = f"{rng.choice(WORDS)}_{rng.choice(WORDS)}"
+    code = [f"def {name}(values, key=None):", f'    """Return the {rng.choice(WORDS)} of values."""',
+            "    if not values:", "        return None", "    best = None"]
+    while sum(len(x) + 1 for x in code) < target * 0.6:
+        a, b = rng.choice(WORDS), rng.choice(WORDS)
+        code.append(f"    {a} = [{b} for {b} in values if {b} is not None]  # keep the {a}")
+    code.append("    return best")
+    prose = [f"Here is a Python function that solves the task, named {name}.", "```python", *code, "```"]
+    while sum(len(x) + 1 for x in prose) < target:
+        prose.append(f"The {rng.choice(WORDS)} is computed once per {rng.choice(WORDS)}, so the whole "
+                     f"function runs in linear time in the number of {rng.choice(WORDS)}s.")
+    return "\n".join(prose)
+
+
+def usage(prompt: str, text: str) -> tuple[int, int]:
+    """Prompt and completion tokens, at about four characters per token."""
+    return max(1, len(prompt) // 4), max(1, len(text) // 4)
+
+
 #: Error bodies as OpenAI sends them (the 401 message quotes a masked key, as OpenAI's does).
 STATUS_BODIES = {
     401: {"error": {"message": "Incorrect API key provided: sk-sec*****123.", "type": "invalid_request_error",
@@ -65,8 +127,10 @@ class FakeLLMServer:
                  malformed_rate: float = 0.0, hang_rate: float = 0.0, hang_seconds: float = 30.0,
                  seed: int = 0, batch_polls: int = 1, batch_answer_limit: int | None = None,
                  port: int = 0, status: int = 0, status_after: int = 0, slow_rate: float = 0.0,
-                 slow_seconds: float = 0.0) -> None:
+                 slow_seconds: float = 0.0, real_usage: bool = False) -> None:
         self.reply, self.fail_first, self.latency = reply, fail_first, latency
+        #: Token counts from the texts' lengths (else a fixed 11 + 7, as older tests expect).
+        self.real_usage = real_usage
         #: Every request after the first `status_after` answers gets this HTTP status (401, 404, 400...).
         self.status, self.status_after = status, status_after
         #: Long tail: this share of requests takes `slow_seconds` instead of `latency`.
@@ -81,6 +145,7 @@ class FakeLLMServer:
         self.faults: dict[str, int] = {}
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
+        self.dead = False
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -107,6 +172,14 @@ class FakeLLMServer:
         return self
 
     def __exit__(self, *exc):
+        if not self.dead:
+            self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def kill(self) -> None:
+        """Die mid-run, as a crashed server does: new connections are refused, and requests on
+        open connections are dropped without an answer."""
+        self.dead = True
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -162,6 +235,9 @@ class FakeLLMServer:
             slow = self.slow_rate and self.rng.random() < self.slow_rate
         if slow or self.latency:
             time.sleep(self.slow_seconds if slow else self.latency)
+        if self.dead:
+            handler.close_connection = True
+            return None
         fault = self.draw_fault()
         if fault:
             self.count(self.faults, fault)
@@ -192,11 +268,14 @@ class FakeLLMServer:
         self.send(handler, 200, payload)
 
     def chat_completion(self, body: dict) -> dict:
-        text = self.reply(body["messages"][-1]["content"])
+        prompt = body["messages"][-1]["content"]
+        text = self.reply(prompt)
+        prompt_tokens, completion_tokens = usage(prompt, text) if self.real_usage else (11, 7)
         return {
             "id": "cmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
         }
 
     def message(self, body: dict) -> dict:
@@ -316,10 +395,14 @@ def main() -> None:
     parser.add_argument("--slow-rate", type=float, default=0.0)
     parser.add_argument("--slow-seconds", type=float, default=0.0)
     parser.add_argument("--status", type=int, default=0)
-    parser.add_argument("--reply", choices=("echo", "evolver"), default="echo")
+    parser.add_argument("--reply", choices=("echo", "evolver", "realistic"), default="echo")
+    parser.add_argument("--long-line-rate", type=float, default=0.0,
+                        help="--reply realistic: this share of answers is one 20,000-character line")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    server = FakeLLMServer(reply=evolver_reply if args.reply == "evolver" else echo, latency=args.latency, error_rate=args.error_rate, malformed_rate=args.malformed_rate,
+    replies = {"echo": echo, "evolver": evolver_reply,
+               "realistic": lambda prompt: realistic_reply(prompt, args.long_line_rate)}
+    server = FakeLLMServer(reply=replies[args.reply], real_usage=args.reply == "realistic", latency=args.latency, error_rate=args.error_rate, malformed_rate=args.malformed_rate,
                            hang_rate=args.hang_rate, hang_seconds=args.hang_seconds, seed=args.seed, port=args.port,
                            slow_rate=args.slow_rate, slow_seconds=args.slow_seconds, status=args.status)
     with server:

@@ -193,6 +193,29 @@ def test_a_dead_base_url_stops_at_the_first_round_naming_the_address(tmp_path):
     assert not list((path / "data/evolved").glob("round_*.jsonl"))
 
 
+def test_a_refused_connection_is_named_within_5_seconds_with_the_default_retries(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    class Dead:
+        url = f"http://127.0.0.1:{port}"
+
+    # The defaults: 6 retries from 1 s, doubling (about 30 s of backoff before this was fixed).
+    path = project(tmp_path / "dead", Dead, rounds=3, max_retries=6, retry_base_delay=1.0, max_concurrency=16)
+    code, err, seconds = timed(path)
+    assert code == 1 and f"cannot reach http://127.0.0.1:{port}" in err, err
+    # Baseline in the same run: the same stage stopping at its first answer (a 401), i.e. the
+    # start-up of a stage process and its SDK on this machine, which a loaded CI box stretches.
+    with FakeLLMServer(reply=evolver_reply, status=401) as server:
+        code, wrong_key, startup = timed(project(tmp_path / "baseline", server, rounds=3, max_concurrency=16))
+    assert code == 1 and "401" in wrong_key
+    print(f"refused connection named after {seconds:.2f} s; a stage stopping at its first answer: {startup:.2f} s")
+    assert seconds - startup < 5, (seconds, startup, err)
+
+
 def test_after_a_key_is_revoked_mid_run_the_rerun_pays_nothing_twice(tmp_path):
     with FakeLLMServer(reply=evolver_reply, status=401, status_after=30) as server:
         path = project(tmp_path, server, rounds=2)

@@ -84,8 +84,11 @@ class EvolverConfig(Group):
         "`openai`, `anthropic`, `openai_compatible`, `transformers`, or a plugin's backend (`evol plugins`)."))
     model: str = Field("gpt-3.5-turbo", description="Model name at the provider, or a hub id / local folder "
                                                      "for `transformers`.")
-    base_url: str = Field("", description=(
-        "Server address; empty = the SDK default (which honours OPENAI_BASE_URL / ANTHROPIC_BASE_URL)."))
+    base_url: str | list[str] = Field("", description=(
+        "Server address; empty = the SDK default (which honours OPENAI_BASE_URL / ANTHROPIC_BASE_URL). A list "
+        "of addresses (replicas of one model) spreads requests over them: each goes to the server with the "
+        "fewest in flight; one that refuses connections or keeps failing is set aside, named once in the log, "
+        "and retried later. Outputs and the request cache do not depend on which server answered."))
     api_key_env: str = Field("", description=(
         "Name of the environment variable that holds the key; empty = the backend's usual one. "
         "Keys themselves never go in params."))
@@ -137,6 +140,11 @@ class EvolverConfig(Group):
     batch_size: int = Field(8, ge=1, description="`transformers` backend: prompts generated together.")
     device: str = Field("auto", description="`transformers` backend: `auto`, `cpu`, `cuda`, `cuda:1`, `mps`, ...")
 
+    def base_urls(self) -> list[str]:
+        """`base_url` as a list: [] for the SDK default, one or several addresses."""
+        urls = [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
+        return [url for url in urls if url]
+
     @field_validator("retry_max_delay")
     @classmethod
     def _max_delay_not_below_base(cls, value: float, info: ValidationInfo) -> float:
@@ -159,6 +167,10 @@ class EvolveParams(Group):
     filters: list[str] = Field(
         default_factory=lambda: ["copied_prompt_words", "sorry", "stopwords_only", "truncated", "equality"],
         description="Elimination filters applied each round, by name (`evol plugins`).")
+    check_timeout: float = Field(30.0, ge=0, description=(
+        "Seconds one filter call may take for one record (per rule): a slower check eliminates the record "
+        "with rule `check_timeout`, naming the filter and its plugin in `reports/evolve.json`, and the stage "
+        "goes on. 0 = no limit. Filter checks run in a worker pool, off the event loop (docs/evolution.md)."))
 
 
 class EliminateParams(Group):

@@ -12,10 +12,18 @@ import asyncio
 import sys
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, Protocol, TextIO
 
-if TYPE_CHECKING:
-    from evolinstruct.llm.dispatch import Sender
+
+class InFlight(Protocol):
+    """What the progress line reads of the request sender (`llm.dispatch.Sender` is one); a
+    protocol, so that core imports nothing from llm."""
+
+    in_flight: dict[int, float]
+    retries: dict[str, int]
+    hedges: int
+
+    def oldest_in_flight(self) -> float: ...
 
 
 def _clock(seconds: float) -> str:
@@ -74,7 +82,8 @@ class Progress:
 class EvolveProgress:
     """The evolve stage's one progress line: records done per round, requests in flight and the
     age of the oldest, requests sent and their recent rate, cache hits, retries by reason,
-    tokens and cost so far, and an ETA from the recent rate of finished record-rounds.
+    tokens and cost so far, and an ETA from the recent rate of finished record-rounds that sent
+    requests (those answered from the cache finish at once and say nothing about the rest).
 
     A ticker task prints it every `every` seconds while the run lasts (redrawn in place on a
     terminal), whether or not anything finished, so a hang is visible as such."""
@@ -86,15 +95,17 @@ class EvolveProgress:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.every = every if every is not None else (1.0 if self.tty else 10.0)
         self.quiet = quiet
-        self.sender: Sender | None = None
+        self.sender: InFlight | None = None
         self.totals: dict[int, int] = {}
         self.done: dict[int, int] = {}
         self.stats: dict[int, Any] = {}
         self.requests = self.hits = self.failures = self.tokens = 0
+        #: Record-rounds finished that sent requests (the ETA's pace: cached ones take no time).
+        self.paid = 0
         self.cost = 0.0
         self.counters: dict[str, int] = {}
         self.started = time.monotonic()
-        self._history: deque[tuple[float, int, int]] = deque()  # (time, record-rounds done, requests sent)
+        self._history: deque[tuple[float, int, int]] = deque()  # (time, paid record-rounds done, requests sent)
         self._ticker: asyncio.Task | None = None
 
     # -- what the engine reports ------------------------------------------------------------------
@@ -103,7 +114,7 @@ class EvolveProgress:
         self.done = {k: 0 for k in totals}
         self.started = time.monotonic()
         self._history.clear()
-        self._history.append((self.started, 0, self.requests))
+        self._history.append((self.started, self.paid, self.requests))
         if not self.quiet:
             try:
                 self._ticker = asyncio.get_running_loop().create_task(self._tick())
@@ -116,8 +127,10 @@ class EvolveProgress:
             self._ticker = None
             self.emit(final=True)
 
-    def record_done(self, round: int) -> None:
+    def record_done(self, round: int, paid: bool = True) -> None:
+        """A record-round finished; `paid` when any of its requests was sent (not all from the cache)."""
         self.done[round] = self.done.get(round, 0) + 1
+        self.paid += paid
 
     def sent(self, tokens: int, cost: float, failed: bool = False) -> None:
         self.requests += 1
@@ -138,8 +151,10 @@ class EvolveProgress:
             self.emit()
 
     def _rates(self, now: float) -> tuple[float, float]:
-        """(record-rounds per second, requests sent per second) over the recent window."""
-        finished = sum(self.done.values())
+        """(paid record-rounds per second, requests sent per second) over the recent window: the
+        record-rounds that sent requests, since those answered from the cache say nothing about
+        the pace of the rest."""
+        finished = self.paid
         self._history.append((now, finished, self.requests))
         while len(self._history) > 2 and now - self._history[1][0] >= self.WINDOW:
             self._history.popleft()
@@ -176,7 +191,8 @@ class EvolveProgress:
         elif record_rate > 0:
             parts.append(f"ETA {_clock(max(1.0, left / record_rate))}")
         else:
-            parts.append(f"ETA ? (nothing finished in the last {min(now - self.started, self.WINDOW):.0f}s)")
+            parts.append(f"ETA ? (no record that sent requests finished in the last "
+                         f"{min(now - self.started, self.WINDOW):.0f}s)")
         return " | ".join(parts)
 
     def break_line(self) -> None:

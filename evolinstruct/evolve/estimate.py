@@ -21,11 +21,12 @@ from evolinstruct.core.params import Params
 from evolinstruct.core.records import Record, read_records
 from evolinstruct.evolve.filters import Filter
 from evolinstruct.evolve.heuristics import Heuristic
-from evolinstruct.evolve.rounds import Evolver, RoundStats
-from evolinstruct.llm.backends import Completion, Sampling
+from evolinstruct.evolve.rounds import RoundStats
+from evolinstruct.evolve.stage import make_evolver
 from evolinstruct.llm.cost import price_for
 from evolinstruct.llm.dispatch import estimate_tokens
 from evolinstruct.llm.request_cache import RequestCache, cache_path, request_key
+from evolinstruct.llm.types import Completion, Sampling
 
 
 @dataclass
@@ -90,7 +91,8 @@ def estimate(everything: Params, seed_path: Path, heuristics: Sequence[Heuristic
                       budget_usd=config.budget_usd)
     location = cache_path(config.cache)
     cache = RequestCache(location) if location.exists() else None
-    evolver = Evolver(None, heuristics, params.weights, params.seed, filters, config.backend, config.model)
+    evolver = make_evolver(None, params, heuristics=heuristics, filters=filters, backend=config.backend,
+                           model=config.model)
     per_round = {k: RoundEstimate(round=k) for k in range(1, rounds + 1)}
     to_pay = {k: [0, 0] for k in per_round}  # prompt and completion tokens of the requests still to pay
 
@@ -138,6 +140,7 @@ def estimate(everything: Params, seed_path: Path, heuristics: Sequence[Heuristic
     try:
         asyncio.run(replay())
     finally:
+        evolver.plugins.shutdown()
         if cache is not None:
             cache.close()
     for k, r in per_round.items():

@@ -24,7 +24,10 @@ class Filter(Protocol):
     """What a filter plugin registers (any object with these members; no base class needed).
     ``name`` is the value users put in ``evolve.filters``. Rule-only filters (``judge_prompt``
     returns None) run first; an LLM judge is only asked about candidates every rule kept, and its
-    answer is passed to ``check`` as ``judgement``."""
+    answer is passed to ``check`` as ``judgement``. Both methods run in a worker thread, off the
+    event loop, each call bounded by ``evolve.check_timeout``; a filter whose checks are CPU-bound
+    Python sets ``runs_in = "process"`` to get a process pool (it must then be picklable and
+    importable), and only code that is fast and linear in its input may set ``runs_in = "loop"``."""
 
     name: str
 

@@ -26,14 +26,17 @@ import asyncio
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from evolinstruct.core.errors import EvolError
-from evolinstruct.core.plugin_code import plugin_code
+from evolinstruct.core.plugin_code import plugin_code, plugin_name
 from evolinstruct.core.progress import EvolveProgress
 from evolinstruct.core.records import Record, Rejection, evolved_record
 from evolinstruct.evolve.filters import Candidate, Filter
 from evolinstruct.evolve.heuristics import Heuristic, draw
+from evolinstruct.evolve.plugin_pool import CheckTimedOut, PluginPool, runs_in
 from evolinstruct.llm.backends import Backend, Completion, RequestInfo, Sampling, _current_request
 from evolinstruct.llm.batching import run_batches
 from evolinstruct.llm.cost import BudgetExhausted, Price
@@ -69,6 +72,8 @@ class RoundStats:
     #: Evolutions whose text began with echoed prompt scaffolding ("#Rewritten Prompt#:"), stripped.
     scaffolding_stripped: int = 0
     rejections: dict[str, int] = field(default_factory=dict)
+    #: Filter calls that ran past `evolve.check_timeout`, by plugin object (named with its plugin).
+    check_timeouts: dict[str, int] = field(default_factory=dict)
 
     @property
     def returned_to_pool(self) -> int:
@@ -88,6 +93,10 @@ class Failure:
     """A request that got no answer; its record is marked failed with this reason."""
 
     reason: str
+
+
+#: The rule of a record eliminated because a filter call ran past `evolve.check_timeout`.
+CHECK_TIMEOUT = "check_timeout"
 
 
 class BudgetReached(EvolError):
@@ -124,6 +133,18 @@ def request_info(kind: str, round: int) -> RequestInfo:
     """What `current_request()` tells a backend about a request of kind "evolve", "answer" or "judge:<filter>"."""
     name, _, filter_name = kind.partition(":")
     return RequestInfo(name, round, filter_name or None)
+
+
+#: Set per record by the round loop: whether any of the record's requests was sent (or waited on a
+#: request in flight) rather than answered from the cache, so the progress line's ETA counts only
+#: records whose pace says something about the records still to come.
+_record_paid: ContextVar[list[bool] | None] = ContextVar("evolinstruct_record_paid", default=None)
+
+
+def _mark_paid() -> None:
+    flag = _record_paid.get()
+    if flag is not None:
+        flag[0] = True
 
 
 class RequestRunner:
@@ -202,6 +223,7 @@ class RequestRunner:
         key = self.key(prompt, sample)
         pending = self._pending.get(key)
         if pending is not None:
+            _mark_paid()
             result = await asyncio.shield(pending)
             return self._hit(result, stats) if isinstance(result, Completion) else result
         hit = self.cache.get(key)
@@ -210,6 +232,7 @@ class RequestRunner:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "exception not retrieved"
         self._pending[key] = future
+        _mark_paid()
 
         def retried(error: BaseException) -> None:
             stats.retries += 1
@@ -355,8 +378,12 @@ class Evolver:
 
     def __init__(self, runner: RequestRunner | None, heuristics: Sequence[Heuristic], weights: Mapping[str, float],
                  seed: int, filters: Sequence[Filter], backend: str = "", model: str = "",
-                 max_failure_share: float = 1.0) -> None:
+                 max_failure_share: float = 1.0, check_timeout: float = 0.0,
+                 plugins: PluginPool | None = None) -> None:
         self.runner = runner
+        #: Where plugin code runs (off the event loop), and the limit of one filter call (0 = none).
+        self.plugins = plugins or PluginPool(threads=2 * runner.control.concurrency if runner else 8)
+        self.check_timeout = check_timeout
         self.heuristics, self.weights, self.seed, self.filters = heuristics, weights, seed, filters
         self.backend = backend or (runner.backend.name if runner else "")
         self.model = model or (runner.model if runner else "")
@@ -367,14 +394,18 @@ class Evolver:
 
     async def record(self, parent: Record, round: int, ask: Ask, stats: RoundStats) -> Record:
         """One evolution attempt of `parent` in `round`: evolve, answer, the free rules, then the
-        LLM judges (only for evolutions that pass every free rule)."""
+        LLM judges (only for evolutions that pass every free rule). Plugin code runs in the plugin
+        pool (`plugin_pool`), off the event loop unless the object says it is fast."""
         heuristic = draw(self.heuristics, self.weights, self.seed, parent.id, round)
 
         def attempt(status: str, instruction: str = "", response: str = "", reasons: Sequence[Rejection] = ()) -> Record:
             return evolved_record(parent, round, heuristic.name, instruction, response, self.backend, self.model,
                                   status, reasons)
 
-        evolution = await ask(heuristic.render(parent.instruction), "evolve")
+        with plugin_code("heuristic", heuristic.name):
+            prompt = await self.plugins.call(heuristic, "render", parent.instruction,
+                                             default="loop" if type(heuristic).render is Heuristic.render else "thread")
+        evolution = await ask(prompt, "evolve")
         if isinstance(evolution, Failure):
             return attempt("failed", reasons=[Rejection("request_failed", evolution.reason)])
         instruction, stripped = strip_scaffolding(evolution.text)
@@ -386,27 +417,48 @@ class Evolver:
             return attempt("failed", instruction, reasons=[Rejection("request_failed", answer.reason)])
         response = answer.text.strip()
         candidate = Candidate(parent.instruction, instruction, response, answer.finish_reason)
-        rejections: list[Rejection] = []
-        questions: list[tuple[Filter, str]] = []
-        for f in self.filters:
-            with plugin_code("filter", f.name):  # a filter's bug stops the stage, naming its plugin
-                question = f.judge_prompt(candidate)
-                rejection = f.check(candidate, None) if question is None else None
-            if question is not None:
-                questions.append((f, question))
-            elif rejection:
-                rejections.append(rejection)
+        # Every filter's first look at once: rule-only filters decide, judges return their question.
+        firsts: list[Rejection | str | None] = [None] * len(self.filters)
+        pooled = [i for i, f in enumerate(self.filters) if runs_in(f) != "loop"]
+        for i, f in enumerate(self.filters):
+            if runs_in(f) == "loop":  # inline: no task to create, nothing to wait for
+                firsts[i] = await self._first_look(f, candidate, stats)
+        if pooled:  # the pooled ones side by side
+            looks = await asyncio.gather(*(self._first_look(self.filters[i], candidate, stats) for i in pooled))
+            for i, look in zip(pooled, looks, strict=True):
+                firsts[i] = look
+        rejections = [outcome for outcome in firsts if isinstance(outcome, Rejection)]
+        questions = [(f, q) for f, q in zip(self.filters, firsts, strict=True) if isinstance(q, str)]
         for f, question in questions:
             if rejections:
                 break
             verdict = await ask(question, f"judge:{f.name}")
             if isinstance(verdict, Failure):  # the judge never answered: the evolution failed, not eliminated
                 return attempt("failed", instruction, response, [Rejection("request_failed", verdict.reason)])
-            with plugin_code("filter", f.name):
-                rejection = f.check(candidate, verdict.text)
+            rejection = await self._check(f, stats, "check", candidate, verdict.text)
             if rejection:
                 rejections.append(rejection)
         return attempt("eliminated" if rejections else "kept", instruction, response, rejections)
+
+    async def _first_look(self, f: Filter, candidate: Candidate, stats: RoundStats) -> Rejection | str | None:
+        """A filter's judge question for `candidate`, or (rule-only filters) its verdict."""
+        question = await self._check(f, stats, "judge_prompt", candidate)
+        if isinstance(question, Rejection) or question is not None:
+            return question
+        return await self._check(f, stats, "check", candidate, None)
+
+    async def _check(self, f: Filter, stats: RoundStats, method: str, *args: object) -> Any:
+        """One call of a filter's `method` in the plugin pool, bounded by `evolve.check_timeout`: a
+        call past it is a `check_timeout` rejection naming the plugin."""
+        with plugin_code("filter", f.name):  # a filter's bug stops the stage, naming its plugin
+            try:
+                return await self.plugins.call(f, method, *args, timeout=self.check_timeout)
+            except CheckTimedOut as timed_out:
+                exc = timed_out
+        # Past the limit: the record is eliminated and the stage goes on.
+        who = plugin_name("filter", f.name)
+        stats.check_timeouts[who] = stats.check_timeouts.get(who, 0) + 1
+        return Rejection(CHECK_TIMEOUT, f"{who}: {method} {exc} (evolve.check_timeout)")
 
     def _decided(self, record: Record, stats: RoundStats, planned: int) -> None:
         setattr(stats, record.status, getattr(stats, record.status) + 1)
@@ -455,6 +507,7 @@ class Evolver:
                 await self._run_streamed(current, rounds, stats, attempts, planned, on_round)
         finally:
             progress.end()
+            self.plugins.shutdown()
         if self.stop_error is not None:
             raise self.stop_error
         done = {k: [r for r in attempts[k] if r is not None] for k in rounds}
@@ -462,12 +515,12 @@ class Evolver:
 
     def _place(self, k: int, i: int, record: Record, current: list[Record], stats: dict[int, RoundStats],
                attempts: dict[int, list[Record | None]], planned: int, left: dict[int, int],
-               on_round: Callable[[int, list[Record], RoundStats], None] | None) -> None:
+               on_round: Callable[[int, list[Record], RoundStats], None] | None, paid: bool = True) -> None:
         attempts[k][i] = record
         if record.status == "kept":
             current[i] = record
         self._decided(record, stats[k], planned)
-        self.runner.progress.record_done(k)  # type: ignore[union-attr]
+        self.runner.progress.record_done(k, paid)  # type: ignore[union-attr]
         left[k] -= 1
         if left[k] == 0 and on_round is not None and self.stop_error is None:
             on_round(k, attempts[k], stats[k])  # type: ignore[arg-type]
@@ -500,12 +553,14 @@ class Evolver:
                 def ask(prompt: str, kind: str, k: int = k) -> Awaitable[Completion | Failure]:
                     return runner.ask(prompt, k, stats[k], kind)
 
+                paid = [False]
+                _record_paid.set(paid)
                 try:
                     record = await self.record(current[i], k, ask, stats[k])
                 except Stopped:
                     release_all()
                     return
-                self._place(k, i, record, current, stats, attempts, planned, left, on_round)
+                self._place(k, i, record, current, stats, attempts, planned, left, on_round, paid[0])
                 remaining[0] -= 1
                 if self.stop_error is not None:
                     release_all()
@@ -548,6 +603,7 @@ class Evolver:
             phases = _Phases(self.runner, k, stats[k], len(current))
 
             async def one(i: int, parent: Record, k: int = k, phases: _Phases = phases) -> None:
+                _record_paid.set(None)  # phases are sent together: counted as paid (the default)
                 try:
                     record = await self.record(parent, k, phases.ask, stats[k])
                 finally:

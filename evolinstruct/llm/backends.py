@@ -11,89 +11,27 @@ Keys come from the environment only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from evolinstruct.core.params import EvolverConfig  # the `evolver` params group; plugins import it from here
-
-if TYPE_CHECKING:
-    from evolinstruct.llm.dispatch import Control, Fatal, Retry
-
-
-@dataclass(frozen=True)
-class RequestInfo:
-    """What a request is for, readable inside ``complete`` with :func:`current_request`: ``kind``
-    is "evolve" (a heuristic's prompt rewriting an instruction), "answer" (the evolved instruction,
-    to be answered) or "judge" (an LLM filter's question, ``filter`` naming it); ``round`` is the
-    evolution round (1-based). Backends must not need it: the same prompt always deserves the same
-    answer, and the request cache assumes so."""
-
-    kind: str
-    round: int
-    filter: str | None = None
-
-
-_current_request: ContextVar[RequestInfo | None] = ContextVar("evolinstruct_request", default=None)
-
-
-def current_request() -> RequestInfo | None:
-    """The :class:`RequestInfo` of the requests being sent (None outside the evolve stage): for a
-    backend's logging or metrics, never for changing the answer."""
-    return _current_request.get()
+from evolinstruct.core.params import EvolverConfig  # noqa: F401  (the `evolver` group; plugins import it from here)
+from evolinstruct.llm.dispatch import MalformedResponse, control_for, dispatch
+from evolinstruct.llm.types import (  # noqa: F401  (re-exported: plugins import them from here)
+    BatchStatus,
+    Completion,
+    Control,
+    Fatal,
+    RequestInfo,
+    Retry,
+    Sampling,
+    _current_request,
+    current_request,
+)
 
 
 class ProviderError(Exception):
     """The provider failed a request in a way that retrying will not fix (a refused or invalid
     request, an authentication error, a content filter). Raise it from ``complete`` so the request
     is recorded as failed, as a provider failure rather than a bug in the backend."""
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How to sample one request, from the ``evolver`` params group: the same for every request of
-    a run (evolve, answer and judge prompts alike)."""
-
-    temperature: float
-    top_p: float | None
-    max_tokens: int
-    frequency_penalty: float = 0.0
-    #: `evolver.system_message`: sent as the system message of every request when not empty.
-    system: str = ""
-
-    @classmethod
-    def from_config(cls, config: EvolverConfig) -> Sampling:
-        return cls(config.temperature, config.top_p, config.max_tokens, config.frequency_penalty,
-                   config.system_message)
-
-    def to_json(self) -> dict[str, float | int | str | None]:
-        data = asdict(self)
-        if not self.system:  # absent when empty, so request keys cached before it existed still match
-            del data["system"]
-        return data
-
-
-@dataclass(frozen=True)
-class Completion:
-    """A backend's answer to one prompt. Token counts are the provider's (0 when unknown); they feed
-    the cost metrics and the budget."""
-
-    text: str
-    #: "stop", or "length" when the token limit cut the answer off.
-    finish_reason: str = "stop"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-@dataclass(frozen=True)
-class BatchStatus:
-    """A provider batch as last polled: `ended` once no more results will come (completed,
-    expired, cancelled or failed); `done` of `total` requests have finished either way."""
-
-    ended: bool
-    done: int = 0
-    total: int = 0
-    state: str = ""
 
 
 class Backend:
@@ -130,8 +68,6 @@ class Backend:
         """Say whether `error` (raised by `complete`) is worth retrying: a `Retry` (with the server's
         retry-after, if any) or None for errors that would fail again (bad request, auth).
         The base class retries connection errors and malformed bodies."""
-        from evolinstruct.llm.dispatch import MalformedResponse, Retry
-
         if isinstance(error, MalformedResponse | ConnectionError):
             return Retry()
         return None
@@ -141,8 +77,6 @@ class Backend:
         than a bug in this backend. A bug is logged with its traceback and the plugin's
         distribution. The base class counts ProviderError, MalformedResponse and OSError
         (connection errors, timeouts); SDK backends add their SDK's error classes."""
-        from evolinstruct.llm.dispatch import MalformedResponse
-
         return isinstance(error, ProviderError | MalformedResponse | OSError)
 
     def fatal(self, error: BaseException) -> Fatal | None:
@@ -156,15 +90,7 @@ class Backend:
 
     def control(self) -> Control:
         """How `complete_many` sends requests when the caller does not say: from `evolver` params."""
-        from evolinstruct.llm.dispatch import Control, RateLimiter, RetryPolicy
-
-        c = self.config
-        return Control(
-            concurrency=c.max_concurrency,
-            policy=RetryPolicy(c.max_retries, c.retry_base_delay, c.retry_max_delay, c.request_timeout),
-            limiter=RateLimiter(c.rpm, c.tpm) if c.rpm or c.tpm else None,
-            hedge_after=self.default_hedge_after if c.hedge_after is None else c.hedge_after,
-        )
+        return control_for(self.config, self.default_hedge_after)
 
     async def complete_many(
         self,
@@ -179,8 +105,6 @@ class Backend:
         The one exception is `dispatch.FatalRequestError` (every request would fail: a wrong key,
         model or address, see `fatal`), raised once the other requests are cancelled.
         """
-        from evolinstruct.llm.dispatch import dispatch
-
         await dispatch(self, prompts, sampling, on_done, control or self.control())
 
     async def submit_batch(self, requests: Sequence[tuple[str, str]], sampling: Sampling) -> str:

@@ -11,31 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from evolinstruct.core.params import EvolverConfig
 from evolinstruct.core.plugin_code import plugin_failure
-
-if TYPE_CHECKING:
-    from evolinstruct.llm.backends import Backend, Completion, Sampling
-    from evolinstruct.llm.cost import Budget
-
+from evolinstruct.llm.types import (  # noqa: F401  (re-exported: plugins import them from here)
+    HEDGE_FLOOR,
+    REPEATS_TO_STOP,
+    Breaker,
+    Completion,
+    Control,
+    Fatal,
+    FatalRequestError,
+    MalformedResponse,
+    Retry,
+    RetryPolicy,
+    Sampling,
+    Source,
+    Stopped,
+)
 
 _timeout = getattr(asyncio, "timeout", None)
-
-
-@dataclass(frozen=True)
-class Retry:
-    """A retryable error; `after` is the server's `retry-after` in seconds, when it sent one."""
-
-    after: float | None = None
-
-
-class MalformedResponse(Exception):
-    """The server answered 2xx with a body the backend cannot use (retried like a 5xx)."""
 
 
 def estimate_tokens(text: str) -> int:
@@ -105,96 +103,23 @@ class _Bucket:
         self.level -= want
 
 
-@dataclass
-class RetryPolicy:
-    """Jittered exponential backoff ("full jitter"): attempt n waits uniform(0, min(cap, base*2^n)),
-    or the server's retry-after when it is longer."""
-
-    max_retries: int = 6
-    base_delay: float = 1.0
-    max_delay: float = 60.0
-    #: Hard wall-clock limit of one attempt, in seconds, enforced here whatever the SDK does.
-    timeout: float = 600.0
-    rng: random.Random = field(default_factory=random.Random)
-
-    def delay(self, attempt: int, retry: Retry) -> float:
-        backoff = self.rng.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
-        return max(backoff, min(retry.after or 0.0, self.max_delay * 10))
+def control_for(config: EvolverConfig, default_hedge_after: float = 0.0) -> Control:
+    """How one run sends its requests, from the `evolver` params group: the one place that reads
+    `evolver.max_concurrency` (everything else asks the Control)."""
+    c = config
+    return Control(
+        concurrency=c.max_concurrency,
+        policy=RetryPolicy(c.max_retries, c.retry_base_delay, c.retry_max_delay, c.request_timeout),
+        limiter=RateLimiter(c.rpm, c.tpm) if c.rpm or c.tpm else None,
+        hedge_after=default_hedge_after if c.hedge_after is None else c.hedge_after,
+    )
 
 
-@dataclass(frozen=True)
-class Fatal:
-    """What a backend says about an error that every request would meet (a wrong key, model or
-    address): `kind` is "auth", "not_found", "bad_request" or "unreachable", `message` one line
-    naming the status, the provider's message, the base URL and the key variable (never its value)."""
-
-    kind: str
-    message: str
-
-
-class FatalRequestError(Exception):
-    """Every request would fail the same way: the stage stops at once, saying why."""
-
-    def __init__(self, fatal: Fatal) -> None:
-        super().__init__(fatal.message)
-        self.fatal = fatal
-
-
-class Stopped(Exception):
-    """The run is stopping (budget, failure share, a fatal error): this request was not sent."""
-
-
-#: A 400 before anything was answered (the request's shape), or an unreachable server after some
-#: answers, stops the run once this many requests in a row met it with no answer in between.
-REPEATS_TO_STOP = 3
-
-
-class Breaker:
-    """Decides, as results arrive, that the run cannot succeed: a wrong key (401), no access (403),
-    an unknown model or path (404) stop it at the first answer; an unreachable server (retries
-    exhausted) at once when nothing was ever answered, else once it repeats; a 400 when it repeats
-    before anything was answered (every request has the same shape, so a 400 after an answer is
-    about one prompt, such as one too long, and fails only its record)."""
-
-    def __init__(self) -> None:
-        self.answered = 0
-        self.in_a_row = 0
-        self.tripped: Fatal | None = None
-
-    def success(self) -> None:
-        self.answered += 1
-        self.in_a_row = 0
-
-    def failure(self, fatal: Fatal | None) -> None:
-        if fatal is None:
-            return
-        if self.tripped:  # the other requests of the first wave meet it too: stop, not per-record failures
-            raise FatalRequestError(self.tripped)
-        self.in_a_row += 1
-        # Every request has the same shape, so once one was answered a 400 is about its prompt.
-        if fatal.kind in ("auth", "not_found", "plugin") or (fatal.kind == "unreachable" and not self.answered) \
-                or (self.in_a_row >= REPEATS_TO_STOP and (fatal.kind == "unreachable" or not self.answered)):
-            self.tripped = fatal
-            raise FatalRequestError(fatal)
-
-
-@dataclass
-class Control:
-    """Everything that governs how one run's prompts are sent."""
-
-    concurrency: int = 16
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
-    limiter: RateLimiter | None = None
-    budget: Budget | None = None
-    on_retry: Callable[[BaseException], None] | None = None
-    #: Hedged requests: re-send an attempt that has waited more than `hedge_after` times the
-    #: running p95 latency; the first answer wins. 0 = off.
-    hedge_after: float = 0.0
-    breaker: Breaker = field(default_factory=Breaker)
-
-
-#: A request is never hedged before it has waited this long (seconds), whatever the p95.
-HEDGE_FLOOR = 1.0
+#: A refused connection before anything was answered is retried for this long (seconds), at most
+#: UNREACHABLE_RETRY_DELAY apart, then the run stops naming the address: well within 5 s of the
+#: start, where the full backoff (6 retries from 1 s, doubling) took about 30 s.
+UNREACHABLE_GRACE = 1.0
+UNREACHABLE_RETRY_DELAY = 0.25
 
 
 class RetriesExhausted(Exception):
@@ -220,7 +145,7 @@ class Sender:
     `send` returns the Completion or raises: RetriesExhausted, BudgetExhausted, the backend's
     non-retryable error, FatalRequestError (the run must stop) or Stopped (it is stopping)."""
 
-    def __init__(self, backend: Backend, sampling: Sampling, control: Control) -> None:
+    def __init__(self, backend: Source, sampling: Sampling, control: Control) -> None:
         self.backend, self.sampling, self.control = backend, sampling, control
         self.slots = asyncio.Semaphore(max(1, control.concurrency))
         self.stopping = False
@@ -230,6 +155,7 @@ class Sender:
         self.hedges = 0
         self._hedging = 0  # hedge copies in flight (at most concurrency / 8)
         self._ids = 0
+        self._unreachable_since: float | None = None  # first refused connection, while nothing was answered
 
     def oldest_in_flight(self) -> float:
         """Age in seconds of the oldest attempt in flight (0 when none)."""
@@ -294,6 +220,19 @@ class Sender:
                 task.cancel()
         raise AssertionError("unreachable")
 
+    def _unreachable(self, error: BaseException) -> bool:
+        """Whether `error` is a refused connection (the backend's `fatal` says "unreachable")
+        before any request was answered: a wrong address or a server that is down, retried for
+        UNREACHABLE_GRACE seconds (a server still starting up) rather than with the full backoff."""
+        if self.control.breaker.answered:
+            return False
+        fatal = self.backend.fatal(error)
+        if fatal is None or fatal.kind != "unreachable":
+            return False
+        if self._unreachable_since is None:
+            self._unreachable_since = time.monotonic()
+        return True
+
     def _check_fatal(self, error: BaseException) -> None:
         """Raise FatalRequestError when the breaker trips, and send nothing more from then on."""
         try:
@@ -330,12 +269,17 @@ class Sender:
                             raise RetriesExhausted(
                                 f"{n + 1} attempts failed; last: {type(exc).__name__}: {exc}"
                             ) from exc
+                        delay = policy.delay(n, retry)
+                        if self._unreachable(exc):  # nothing answered yet and no connection: fail fast
+                            if time.monotonic() - self._unreachable_since >= UNREACHABLE_GRACE:
+                                self._check_fatal(exc)  # the breaker trips: nothing was ever answered
+                            delay = min(delay, UNREACHABLE_RETRY_DELAY)
                         reason = retry_reason(exc)
                         self.retries[reason] = self.retries.get(reason, 0) + 1
                         for callback in (control.on_retry, on_retry):
                             if callback:
                                 callback(exc)
-                        await asyncio.sleep(policy.delay(n, retry))
+                        await asyncio.sleep(delay)
                         if self.stopping:
                             raise Stopped("not sent again: the run is stopping") from exc
                 control.breaker.success()
@@ -349,7 +293,7 @@ class Sender:
 
 
 async def dispatch(
-    backend: Backend,
+    backend: Source,
     prompts: Sequence[str],
     sampling: Sampling,
     on_done: Callable[[int, Completion | BaseException], None],
