@@ -12,6 +12,8 @@ from plugins_under_test import filters, heuristics
 
 from evolinstruct.eliminate.decontaminate import Decontaminator
 from evolinstruct.eliminate.dedup import find_duplicates, normalise, shingles
+from evolinstruct.eliminate.merge import round_statistics
+from evolinstruct.core.records import Record
 from evolinstruct.evaluate.benchmarks import Problem
 from evolinstruct.evolve.filters import Candidate
 from evolinstruct.evolve.rounds import strip_scaffolding
@@ -29,6 +31,7 @@ def shapes(size: int) -> dict[str, str]:
         "many_lines": ((line + "\n") * (size // (len(line) + 1) + 1))[:size],
         "space_runs": ("Rewritten prompt" + " " * 4096 + "not" + " " * 4096) * (size // 8210 + 1),
         "one_char_runs": ("#" * (size // 2) + "\n" * (size // 2)),
+        "open_brackets": "O(" * (size // 2),
     }
 
 
@@ -54,6 +57,7 @@ def routines() -> dict[str, object]:
     found["scaffold stripper"] = strip_scaffolding
     found["dedup"] = lambda t: (normalise(t), shingles(t), list(find_duplicates([t, t[1:], "other text"])))
     found["decontamination"] = lambda t: DECONTAMINATOR.check(t, t)
+    found["merge statistics"] = lambda t: round_statistics([Record(id="r", instruction=t, output=t, round=1)])
     return found
 
 

@@ -27,10 +27,12 @@ from evolinstruct.core.records import Record, read_records, write_records
 log = logging.getLogger(__name__)
 REPORT = paths.REPORTS / "merge_shuffle.json"
 
-_CODE = re.compile(r"```|^\s*(def|class|import|from|for|while|if|return)\b|[{};]\s*$", re.MULTILINE)
+# Linear in the text: `[ \t]*`, not `\s*`, so that neither pattern rescans a run of blank lines from
+# each of its positions, and `O(...)` is bounded.
+_CODE = re.compile(r"```|^[ \t]*(def|class|import|from|for|while|if|return)\b|[{};][ \t]*$", re.MULTILINE)
 _REQUIREMENT = re.compile(
     r"\b(must|should|ensure|without|at least|at most|no more than|only|handle|additionally|also|"
-    r"constraint|requirement|edge cases?|time complexity|space complexity|efficient|optimi[sz]e)\b|O\([^)]*\)",
+    r"constraint|requirement|edge cases?|time complexity|space complexity|efficient|optimi[sz]e)\b|O\([^)\n]{0,40}\)",
     re.IGNORECASE,
 )
 _SENTENCE = re.compile(r"[.!?](\s|$)")
