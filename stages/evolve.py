@@ -1,7 +1,8 @@
 """Stage `evolve`: run `rounds` rounds of Code Evol-Instruct over the seed pool.
 
 Writes every attempt of round k to data/evolved/round_<k>.jsonl (kept, eliminated and failed,
-with reasons), a manifest, headline metrics of the output to metrics/evolve.json, and the
+with reasons), the answers round k used to data/answers/round_<k>.jsonl (read back first, so a
+clone that pulled them pays only for new rounds), a manifest, headline metrics of the output to metrics/evolve.json, and the
 per-round table and this run's spend to reports/evolve.json.
 Params: top-level `rounds`, the `evolver` group (backend), the `evolve` group (method), and the
 `plugins` group (each plugin's own params); the `backend`, `heuristic` and `filter` entries of
@@ -25,8 +26,8 @@ from evolinstruct.evolve.filters import Filter
 from evolinstruct.evolve.heuristics import Heuristic
 from evolinstruct.evolve.rounds import Evolver, RequestRunner, RoundStats
 from evolinstruct.llm.backends import Backend, Sampling
-from evolinstruct.llm.cost import Budget, price_for
-from evolinstruct.llm.request_cache import RequestCache, cache_path
+from evolinstruct.llm.cost import Budget, load_prices, price_for
+from evolinstruct.llm.request_cache import RequestCache, open_cache, prune_answers
 from evolinstruct.registry import get_registry, prepare
 
 log = logging.getLogger(__name__)
@@ -46,13 +47,13 @@ def make_backend(config: EvolverConfig) -> Backend:
 def make_runner(backend: Backend, config: EvolverConfig, cache: RequestCache,
                 progress: EvolveProgress | None = None) -> RequestRunner:
     """The request runner with the price, the budget cap and the limits from `evolver` params."""
-    price = price_for(config.prices, config.model)
+    price = price_for(load_prices(overrides=config.prices), config.model)
     control = backend.control()
     if config.budget_usd > 0:
         if price is None:
-            raise ParamsError("params.yaml", f"evolver.prices.{config.model}",
+            raise ParamsError("prices.yaml", config.model,
                               "evolver.budget_usd is set but the model has no price",
-                              "add {input: ..., output: ...} in USD per million tokens")
+                              f"add `{config.model}: {{input: ..., output: ...}}` in USD per million tokens")
         control.budget = Budget(config.budget_usd, price)
     version = get_registry().version_key("backend", backend.name)  # a fixed plugin is not served old answers
     return RequestRunner(backend, cache, Sampling.from_config(config), control, price, progress, version)
@@ -81,7 +82,8 @@ async def run(rounds: int, config: EvolverConfig, params: EvolveParams, backend:
     """Evolve the seed pool for `rounds` rounds, writing each round's file as soon as it is complete."""
     heuristics, filters = heuristics_for(params), filters_for(params)
     pool = read_records(paths.SEED)
-    cache = RequestCache(cache_path(config.cache))
+    # The answers pulled with the data first: a teammate's clone replays the rounds it was built from.
+    cache = open_cache(config.cache, answers=paths.ANSWERS)
     progress = progress or EvolveProgress()
     runner = make_runner(backend, config, cache, progress)
     evolver = Evolver(runner, heuristics, params.weights, params.seed, filters,
@@ -89,11 +91,13 @@ async def run(rounds: int, config: EvolverConfig, params: EvolveParams, backend:
 
     def finished(k: int, attempts: list, stats: RoundStats) -> None:
         write_records(round_path(paths.EVOLVED, k), attempts)
+        cache.export_round(paths.ANSWERS, k)  # what round k used, shared with the data (dvc push)
         progress.break_line()
         log.info("round %d: %d kept, %d eliminated, %d failed; %d requests sent (%d retries), %d cache hits, "
                  "$%.4f", k, stats.kept, stats.eliminated, stats.failed, stats.requests_sent, stats.retries,
                  stats.cache_hits, stats.cost_usd)
 
+    prune_answers(paths.ANSWERS, rounds)
     try:
         if rounds == 0:
             return []

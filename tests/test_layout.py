@@ -15,7 +15,7 @@ RANK = {
     "core": 0, "hookspecs": 0,
     "llm": 1,
     "registry": 2.5,  # knows every domain's plugin types, to check the hooks' contracts
-    "evolve": 2, "eliminate": 2, "train": 2, "evaluate": 2,
+    "seed": 2, "evolve": 2, "eliminate": 2, "train": 2, "evaluate": 2,
     "testing": 3, "api": 4, "stages": 3, "plugins": 3, "pytest_plugin": 4,
     "demo": 4, "cli": 5,
     "evolinstruct": 0,  # the package root: __version__ only

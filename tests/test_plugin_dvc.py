@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, committed
 
 from evolinstruct.demo.project import dvc_env
 
@@ -106,7 +106,7 @@ def project(tmp_path):
     root.mkdir()
     install(site, "1.0")
     for name in ("dvc.yaml", "params.yaml"):
-        (root / name).write_text((REPO / name).read_text())
+        (root / name).write_text(committed(name))  # params.yaml as committed, whatever experiments left
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for stage in stages.values():
         for section in ("deps", "outs", "metrics", "plots"):
