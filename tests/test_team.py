@@ -115,6 +115,7 @@ def test_the_readme_team_commands_share_paid_rounds_through_a_dvc_remote(tmp_pat
         # Bob: clone, pull, estimate, one more round, share the experiment.
         before = len(server.requests)
         bob_commands = [c.replace(GIT_URL, str(server_git)) for c in bob_block]
+        bob.parent.mkdir()
         out = run(bob.parent, bob_env, bob_commands, setup={bob_commands[0]: venv})
         paid_by_bob = len(server.requests) - before
         bob_rounds = rounds_sent(bob)
