@@ -7,8 +7,9 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
-from evolinstruct.core.errors import EvolError
+from evolinstruct.core.errors import EvolError, ParamsError
 
 
 def _not_printed_already(record: logging.LogRecord) -> bool:
@@ -24,6 +25,21 @@ def _not_printed_already(record: logging.LogRecord) -> bool:
             break
         logger = logger.parent
     return True
+
+
+#: Said when a stage DVC runs in the workspace refuses a params.yaml value: DVC writes `-S` values
+#: into the file before running, and a failed run leaves them there for the next run to trip on.
+SET_STAYS = ("a value set with `dvc exp run -S` stays in params.yaml after a failed run: fix it there, or "
+             "`git checkout params.yaml` to restore the committed file (dropping every uncommitted edit in it); "
+             "`dvc exp run --temp` or `--queue` leave the workspace's params.yaml alone")
+
+
+def in_dvc_workspace() -> bool:
+    """Whether DVC runs this stage in the user's workspace (`dvc repro`, `dvc exp run`), where a
+    `-S` value is written into params.yaml. `--temp`/`--queue` run in a copy, with DVC_ROOT
+    pointing back at the workspace."""
+    root = os.environ.get("DVC_ROOT")
+    return bool(os.environ.get("DVC_STAGE") and root) and Path(root).resolve() == Path.cwd().resolve()
 
 
 def run_stage(name: str, main: Callable[[], None]) -> None:
@@ -42,7 +58,10 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
     except EvolError as exc:
         if os.environ.get("EVOLINSTRUCT_VERBOSE"):
             traceback.print_exc()
-        for line in exc.lines():
+        lines = exc.lines()
+        if isinstance(exc, ParamsError) and Path(exc.path).name == "params.yaml" and in_dvc_workspace():
+            lines[0] += f" ({SET_STAYS})"
+        for line in lines:
             print(f"{name}: error: {line}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
