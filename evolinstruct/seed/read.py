@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evolinstruct.core.errors import EvolError, ParamsError
+from evolinstruct.core.errors import EvolError, ParamsError, invalid_json
 from evolinstruct.core.params import SeedParams
 from evolinstruct.llm.hf import load_hub_dataset
 
@@ -67,7 +67,7 @@ def jsonl_rows(path: Path, text: str) -> Iterator[Row]:
         try:
             yield Row(json.loads(line), line=number)
         except json.JSONDecodeError as exc:
-            yield Row(line, line=number, problem=f"invalid JSON: {exc.msg} at column {exc.colno}")
+            yield Row(line, line=number, problem=invalid_json(exc))
 
 
 _SPACE = re.compile(r"[ \t\r\n]*")  # JSON's whitespace
@@ -87,7 +87,7 @@ def json_rows(path: Path, text: str) -> list[Row]:
         try:
             return decoder.raw_decode(text, at)
         except json.JSONDecodeError as exc:
-            raise EvolError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg} at column {exc.colno}") from None
+            raise EvolError(f"{path}:{exc.lineno}: {invalid_json(exc)}") from None
 
     pos = _skip_space(text, 0)
     if not text.startswith("[", pos):
