@@ -1,0 +1,39 @@
+"""How a stage run by DVC reports a refused param: one line, which in the workspace also says that a
+`dvc exp run -S` value stays in params.yaml and how to get back (DVC writes it before running)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evolinstruct.core.stage import SET_STAYS
+
+
+def run_seed(cwd: Path, **env: str) -> list[str]:
+    proc = subprocess.run([sys.executable, "-m", "evolinstruct.stages.seed"], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, env={"PATH": "/usr/bin:/bin", **env})
+    assert proc.returncode == 1
+    return proc.stderr.strip().splitlines()
+
+
+@pytest.fixture
+def bad_params(tmp_path) -> Path:
+    (tmp_path / "params.yaml").write_text("rounds: -1\n")  # what `dvc exp run -S rounds=-1` leaves behind
+    return tmp_path
+
+
+def test_in_the_dvc_workspace_the_line_says_the_value_stays_and_how_to_restore(bad_params):
+    (line,) = run_seed(bad_params, DVC_STAGE="seed", DVC_ROOT=str(bad_params))
+    assert line.startswith("seed: error: params.yaml: rounds: -1 should be greater than or equal to 0")
+    assert line.endswith(f"({SET_STAYS})")
+    assert "git checkout params.yaml" in line and "--temp" in line and "--queue" in line
+
+
+@pytest.mark.parametrize("env", [{}, {"DVC_STAGE": "seed", "DVC_ROOT": "/somewhere/else"}],
+                         ids=["by hand", "a --temp or --queue copy"])
+def test_outside_the_workspace_the_line_is_the_plain_error(bad_params, env):
+    (line,) = run_seed(bad_params, **env)
+    assert line == "seed: error: params.yaml: rounds: -1 should be greater than or equal to 0"
