@@ -37,3 +37,15 @@ def test_in_the_dvc_workspace_the_line_says_the_value_stays_and_how_to_restore(b
 def test_outside_the_workspace_the_line_is_the_plain_error(bad_params, env):
     (line,) = run_seed(bad_params, **env)
     assert line == "seed: error: params.yaml: rounds: -1 should be greater than or equal to 0"
+
+
+def test_a_stage_that_draws_round_labels_prints_nothing_from_matplotlib(tmp_path, monkeypatch):
+    """The cascade plot's categories are rounds ("0", "1", ...): matplotlib logs one INFO line per
+    bar series about them, which `eliminate` printed on every run."""
+    code = ("from evolinstruct.core.stage import run_stage\n"
+            "from evolinstruct.core.plots import stacked_bars\n"
+            "run_stage('eliminate', lambda: stacked_bars('cascade.png', ['0', '1', '2'], "
+            "{'kept': [3, 2, 1], 'removed': [0, 1, 2]}, title='t', xlabel='x', ylabel='y'))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and (tmp_path / "cascade.png").exists(), proc.stderr
+    assert proc.stderr == ""

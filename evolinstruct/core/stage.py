@@ -51,7 +51,8 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
     logging.basicConfig(level=logging.INFO, format=f"{name}: %(message)s", stream=sys.stderr)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_not_printed_already)
-    for noisy in ("httpx", "httpx2", "openai", "anthropic", "datasets", "urllib3", "filelock"):
+    # matplotlib logs at INFO when bar labels look like numbers (the rounds): not news to a user.
+    for noisy in ("httpx", "httpx2", "openai", "anthropic", "datasets", "urllib3", "filelock", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         main()
