@@ -73,7 +73,7 @@ def fenced_blocks(text: str) -> list[tuple[str, list[str]]]:
 
 #: Commands that read or rerun a pipeline: they run in the demo project `make demo` has just built
 #: (the repository's own params are the paper's: the hub and a paid key).
-IN_THE_DEMO = ("evol estimate", "evol inspect", "evol stats", "dvc exp run -S evaluate.protocol=")
+IN_THE_DEMO = ("evol estimate", "evol inspect", "evol stats", "evol experiments", "dvc exp run -S evaluate.protocol=")
 
 
 def documented_commands() -> list[tuple[str, str]]:
