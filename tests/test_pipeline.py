@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
 
 from evolinstruct.core.records import read_records
 from evolinstruct.demo.project import dvc_env, run_demo
