@@ -39,7 +39,6 @@ def place(source: str, row: Row) -> str:
     return f"{source} index {row.index}"
 
 
-
 def read_text(path: Path) -> str:
     """The file as text. A UTF-8 byte-order mark is accepted; anything else that is not UTF-8 is
     one line naming the line and byte offset of the first bad byte."""
