@@ -49,3 +49,19 @@ def test_a_stage_that_draws_round_labels_prints_nothing_from_matplotlib(tmp_path
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and (tmp_path / "cascade.png").exists(), proc.stderr
     assert proc.stderr == ""
+
+
+def test_prices_come_from_prices_yaml_with_params_overriding_a_model(tmp_path):
+    """Prices are not a stage param: prices.yaml holds them; `evolver.prices` overrides a model."""
+    from evolinstruct.core.errors import ParamsError
+    from evolinstruct.llm.cost import load_prices, price_for
+
+    shipped = Path(__file__).resolve().parent.parent / "prices.yaml"
+    table = load_prices(shipped, overrides={"gpt-4o": {"input": 1.0, "output": 2.0}})
+    assert table["gpt-4o-mini"] == {"input": 0.15, "output": 0.6} and table["gpt-4o"] == {"input": 1.0, "output": 2.0}
+    assert price_for(table, "gpt-4o").cost(1_000_000, 1_000_000) == 3.0
+    assert load_prices(tmp_path / "none.yaml") == {}  # no file: no prices (cost shown as "?")
+    (tmp_path / "prices.yaml").write_text("gpt-x: {input: 1, outptu: 2}\n")
+    with pytest.raises(ParamsError) as info:
+        load_prices(tmp_path / "prices.yaml")
+    assert str(info.value).startswith(f"{tmp_path / 'prices.yaml'}: gpt-x.outptu: ")
