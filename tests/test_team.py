@@ -24,8 +24,9 @@ from loopback import FakeLLMServer, evolver_reply
 from test_doc_commands import fenced_blocks
 
 from evolinstruct.demo.project import dvc_env
+from evolinstruct.llm.backends import Completion
+from evolinstruct.llm.request_cache import RequestCache, prune_answers
 
-pytestmark = pytest.mark.slow
 GIT_URL = "https://git.example.com/team/evolinstruct.git"
 REMOTE = "/mnt/team/evolinstruct-dvc"
 
@@ -77,6 +78,7 @@ def round_files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.glob("round_*.jsonl"))}
 
 
+@pytest.mark.slow
 def test_the_readme_team_commands_share_paid_rounds_through_a_dvc_remote(tmp_path, tiny_model):
     local_remote, s3_remote, push, bob_block, alice_again = team_blocks()
     server_git, remote = tmp_path / "git-server/evolinstruct.git", tmp_path / "dvc-remote"
@@ -143,3 +145,27 @@ def test_the_readme_team_commands_share_paid_rounds_through_a_dvc_remote(tmp_pat
         assert {k: alices[k] for k in bobs} == bobs, folder
     # Answers hold prompts and texts, never a key.
     assert all(b"sk-loopback" not in data for data in round_files(bob / "data/answers").values())
+
+
+def test_answer_files_hold_what_each_round_used_and_win_over_a_private_cache(tmp_path):
+    """Round files list exactly the answers a round used (sent or cached), sorted by key, and a
+    pulled file replaces what another person's cache holds under the same key: the shared data
+    was built from the shared answers."""
+    mine = RequestCache(tmp_path / "mine.sqlite")
+    for key, round, text in (("b2", 2, "two"), ("a1", 1, "one"), ("c1", 1, "uno"), ("z9", 1, "unused")):
+        mine.put(key, "openai", "m", Completion(text, "stop", 1, 2))  # answered in an earlier run
+        mine.expect(key, round)
+    mine.get("c1"), mine.get("a1"), mine.get("b2")  # this run used these three; z9 was never asked
+    folder = tmp_path / "data/answers"
+    (folder / "round_5.jsonl").parent.mkdir(parents=True)
+    (folder / "round_5.jsonl").write_text("stale\n")
+    prune_answers(folder, rounds=2)
+    mine.export_round(folder, 1), mine.export_round(folder, 2)
+    assert sorted(p.name for p in folder.iterdir()) == ["round_1.jsonl", "round_2.jsonl"]
+    rows = [json.loads(line) for line in (folder / "round_1.jsonl").read_text().splitlines()]
+    assert [(r["key"], r["text"]) for r in rows] == [("a1", "one"), ("c1", "uno")]
+
+    theirs = RequestCache(tmp_path / "theirs.sqlite")
+    theirs.put("a1", "openai", "m", Completion("their own sample", "stop", 1, 1))
+    assert theirs.import_answers(folder) == 3
+    assert theirs.get("a1").text == "one" and theirs.get("b2").text == "two" and theirs.get("z9") is None

@@ -137,7 +137,8 @@ class RequestCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        # Queued experiments (`dvc queue start -j N`) share the file: wait for another's import.
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=60)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
         self._db.executescript(_SCHEMA)
@@ -187,9 +188,13 @@ class RequestCache:
                 for path in answer_files(folder):
                     rows = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line)
                     for row in rows:
+                        # An upsert that leaves equal rows alone: a rerun rewrites nothing.
                         self._db.execute(
-                            "INSERT OR REPLACE INTO answers (key, backend, model, text, finish_reason, prompt_tokens,"
-                            " completion_tokens) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            "INSERT INTO answers (key, backend, model, text, finish_reason, prompt_tokens,"
+                            " completion_tokens) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET"
+                            " text = excluded.text, finish_reason = excluded.finish_reason,"
+                            " prompt_tokens = excluded.prompt_tokens, completion_tokens = excluded.completion_tokens"
+                            " WHERE text != excluded.text OR finish_reason != excluded.finish_reason",
                             tuple(row[field] for field in _ROW))
                         count += 1
             except BaseException:
