@@ -6,9 +6,12 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo test test-fast bench bench-sft lint clean
+.PHONY: help setup demo test test-fast bench bench-sft lint clean
 
-setup: $(STAMP)
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv and install (quick when already done)
 
 # Re-runs only when pyproject.toml changes, so `make test` is quick once set up.
 $(STAMP): pyproject.toml
@@ -17,23 +20,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: setup
+demo: setup ## the offline demo pipeline in demo-project/
 	$(BIN)/evol demo
 
-test: setup
+test: setup ## the whole test suite (includes the slow DVC end-to-end tests)
 	$(BIN)/pytest
 
-test-fast: setup
+test-fast: setup ## everything but the slow tests
 	$(BIN)/pytest -m 'not slow'
 
-bench: setup
+bench: setup ## benchmarks (BENCH="evolve ..." for some), written to bench/results/
 	$(BIN)/python bench/run.py $(BENCH)
 
-bench-sft: setup
+bench-sft: setup ## the SFT stage against a plain PyTorch loop (bench/results/sft.json)
 	$(BIN)/python bench/run.py sft
 
-lint: setup
+lint: setup ## ruff
 	$(BIN)/ruff check .
 
-clean:
+clean: ## remove demo-project/, .evolinstruct/ and the pytest cache
 	rm -rf demo-project .evolinstruct .pytest_cache

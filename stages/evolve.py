@@ -1,8 +1,9 @@
 """Stage `evolve`: run `rounds` rounds of Code Evol-Instruct over the seed pool.
 
 Writes every attempt of round k to data/evolved/round_<k>.jsonl (kept, eliminated and failed,
-with reasons), a manifest, headline metrics of the output to metrics/evolve.json, and the
-per-round table and this run's spend to reports/evolve.json.
+with reasons), the answers round k used to data/answers/round_<k>.jsonl (read back first, so a
+clone that pulled them pays only for new rounds), a manifest, headline metrics of the output to
+metrics/evolve.json, and the per-round table and this run's spend to reports/evolve.json.
 Params: top-level `rounds`, the `evolver` group (backend), the `evolve` group (method), and the
 `plugins` group (each plugin's own params); the `backend`, `heuristic` and `filter` entries of
 plugins.lock.yaml record the plugin versions. The work is `evolinstruct.evolve.stage`'s.

@@ -23,6 +23,32 @@ os.environ.setdefault(ENV_STRICT, "1")
 os.environ.setdefault("EVOLINSTRUCT_CACHE", str(Path(tempfile.mkdtemp(prefix="evol-test-cache-")) / "requests.sqlite"))
 
 
+def committed(name: str) -> str:
+    """A project file as committed at HEAD: tests never read the working tree's params.yaml, which
+    `dvc exp run -S` edits in place (a failed experiment leaves its value there)."""
+    proc = subprocess.run(["git", "show", f"HEAD:{name}"], cwd=REPO, capture_output=True, text=True)
+    return proc.stdout if proc.returncode == 0 else (REPO / name).read_text(encoding="utf-8")
+
+
+#: What the stages, `evol demo` and the schema tests read from the project, as `source` copies it.
+SOURCE_FILES = ("dvc.yaml", "params.yaml", "prices.yaml", "plugins.lock.yaml", "profiles/demo.yaml")
+
+
+@pytest.fixture(scope="session")
+def source(tmp_path_factory) -> Path:
+    """A pristine copy of the project's pipeline files (`evol demo --source`): params.yaml as
+    committed, whatever experiments did to the working tree's; the rest as in the working tree."""
+    folder = tmp_path_factory.mktemp("source")
+    for name in SOURCE_FILES:
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if name == "params.yaml":
+            target.write_text(committed(name), encoding="utf-8")
+        elif (REPO / name).exists():
+            target.write_bytes((REPO / name).read_bytes())
+    return folder
+
+
 def start_stage(name: str, cwd: Path, **env: str) -> subprocess.Popen:
     """Start a stage as DVC runs it (`python -m evolinstruct.stages.<name>` in the project folder)."""
     return subprocess.Popen([sys.executable, "-m", f"evolinstruct.stages.{name}"], cwd=cwd,

@@ -24,9 +24,9 @@ def sh(project, *cmd):
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory, own_request_cache):
+def sweep(tmp_path_factory, own_request_cache, source):
     project = tmp_path_factory.mktemp("ablation") / "demo"
-    run_demo(project, REPO)  # the baseline: rounds=2, family code
+    run_demo(project, source)  # the baseline: rounds=2, family code
     sh(project, "git", "add", "-A")
     sh(project, "git", "commit", "-q", "-m", "baseline")
     sh(project, "dvc", "exp", "run", "--queue", "-S", "rounds=0,1,3")

@@ -45,6 +45,10 @@ ELSEWHERE = {
     "accelerate launch": "tests/test_sft.py (accelerate launch of the stage; multi-GPU and DeepSpeed need GPUs)",
     "dvc exp run -S evaluate.protocol=custom": "tests/test_evaluate_stage.py::test_protocols_set_the_sampling_and_custom_is_the_only_way_to_choose_it "
                                                "(n=200 on the demo would take minutes; paper_sampled runs here)",
+    **{prefix: "tests/test_team.py::test_the_readme_team_commands_share_paid_rounds_through_a_dvc_remote "
+                "(two people, a bare git repository and a local DVC remote)"
+       for prefix in ("dvc remote add", "git commit -m", "dvc push", "git push", "git clone https://", "dvc pull",
+                      "dvc exp run -n", "dvc exp push", "dvc exp pull", "dvc exp apply")},
     "evol eval-samples samples.jsonl --benchmark mbpp_plus": "tests/test_eval_samples.py::"
         "test_the_documented_evalplus_command_scores_a_local_mbpp_plus_file (EvalPlus files are not shipped; the "
         "test writes one)",
@@ -69,7 +73,7 @@ def fenced_blocks(text: str) -> list[tuple[str, list[str]]]:
 
 #: Commands that read or rerun a pipeline: they run in the demo project `make demo` has just built
 #: (the repository's own params are the paper's: the hub and a paid key).
-IN_THE_DEMO = ("evol estimate", "evol inspect", "evol stats", "dvc exp run -S evaluate.protocol=",
+IN_THE_DEMO = ("evol estimate", "evol inspect", "evol stats", "evol experiments", "dvc exp run -S evaluate.protocol=",
                "dvc exp run -S evaluate.postprocess=")
 
 

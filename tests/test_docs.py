@@ -91,3 +91,13 @@ def test_the_import_check_catches_a_non_public_import(tmp_path, monkeypatch):
     (tmp_path / "examples/ok.py").write_text("from evolinstruct.api import Rejection\n")
     with pytest.raises(AssertionError, match="plugins/filters.py:1: imports evolinstruct.core.records"):
         test_examples_and_builtin_plugins_import_nothing_from_evolinstruct_but_its_public_api()
+
+
+def test_make_help_lists_every_target():
+    import subprocess
+
+    phony = re.search(r"^\.PHONY: (.*)$", (REPO / "Makefile").read_text(), re.MULTILINE).group(1).split()
+    out = subprocess.run(["make", "--no-print-directory", "help"], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    assert [line.split()[1] for line in out.splitlines()] == phony
+    assert all(len(line.split(None, 2)) == 3 for line in out.splitlines())  # each with what it does

@@ -68,9 +68,9 @@ def test_the_example_plugins_own_tests_pass_with_the_fixtures_evolinstruct_insta
     assert " passed" in out and "failed" not in out and "error" not in out
 
 
-def test_a_demo_run_uses_the_plugins_heuristic_filter_and_benchmark(fresh_env, tmp_path):
+def test_a_demo_run_uses_the_plugins_heuristic_filter_and_benchmark(fresh_env, tmp_path, source):
     project = tmp_path / "demo"
-    run(fresh_env, "demo", "--dir", str(project), "--source", str(REPO),
+    run(fresh_env, "demo", "--dir", str(project), "--source", str(source),
         "--set", "evolve.filters=[copied_prompt_words, sorry, stopwords_only, todo_left]",
         "--set", "evaluate.benchmarks=[humaneval, tiny_arith]", "--set", "evaluate.limit=5")
     heuristics = {r.heuristic for k in (1, 2) for r in read_records(project / f"data/evolved/round_{k}.jsonl")}

@@ -16,7 +16,7 @@ RANK = {
     "llm": 1,
     "registry": 2.5,  # knows every domain's plugin types, to check the hooks' contracts
     "plugin_contracts": 2.4, "plugin_lock": 2.4,  # the registry's helpers: contracts checked, versions locked
-    "evolve": 2, "eliminate": 2, "train": 2, "evaluate": 2,
+    "seed": 2, "evolve": 2, "eliminate": 2, "train": 2, "evaluate": 2,
     "testing": 3, "api": 4, "stages": 3, "pytest_plugin": 4,
     "plugins": 4.5,  # the built-ins are plugins like any other: they use the public API only
     "demo": 4.8, "cli": 5,

@@ -10,10 +10,10 @@ import time
 import pytest
 from plugins_under_test import filters, heuristics
 
+from evolinstruct.core.records import Record
 from evolinstruct.eliminate.decontaminate import Decontaminator
 from evolinstruct.eliminate.dedup import find_duplicates, normalise, shingles
 from evolinstruct.eliminate.merge import round_statistics
-from evolinstruct.core.records import Record
 from evolinstruct.evaluate.benchmarks import Problem
 from evolinstruct.evolve.filters import Candidate
 from evolinstruct.evolve.rounds import strip_scaffolding

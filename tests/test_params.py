@@ -44,14 +44,20 @@ def problems(path: Path) -> list[str]:
     return [line.removeprefix(f"{path.parent}/") for line in info.value.lines()]
 
 
-def test_shipped_params_parse_with_the_contract_keys():
-    params = read_params(REPO / "params.yaml")
+@pytest.fixture
+def shipped(source) -> Path:
+    """params.yaml as committed (the working tree's may hold a `dvc exp run -S` value)."""
+    return source / "params.yaml"
+
+
+def test_shipped_params_parse_with_the_contract_keys(shipped):
+    params = read_params(shipped)
     assert params.rounds == 3 and params.seed.source == "hf:sahil280114/codealpaca"
     assert params.evolver.backend == "openai" and params.evolver.base_url == "" and params.evolver.max_concurrency == 16
     assert params.sft.learning_rate == 2e-5 and params.sft.global_batch_size == 512
-    assert params.evolver.prices["gpt-4o"] == {"input": 2.5, "output": 10.0}
+    assert params.evolver.prices == {}  # prices live in prices.yaml: not a stage param
     # Every key the shipped file sets is a schema key with the value the file gives (nothing dropped).
-    raw = load_params(REPO / "params.yaml")
+    raw = load_params(shipped)
     dumped = params.model_dump()
     for group, values in raw.items():
         if isinstance(values, dict):
@@ -60,18 +66,19 @@ def test_shipped_params_parse_with_the_contract_keys():
             assert dumped[group] == values
 
 
-def test_params_yaml_spells_out_every_key_so_dvc_set_can_override_it():
-    """`dvc exp run -S group.key=value` refuses a key the file does not have (it would need `+`)."""
-    raw = load_params(REPO / "params.yaml")
+def test_params_yaml_spells_out_every_key_so_dvc_set_can_override_it(shipped):
+    """`dvc exp run -S group.key=value` refuses a key the file does not have (it would need `+`).
+    `evolver.prices` is the exception: prices live in prices.yaml, and the override is added with `+`."""
+    raw = load_params(shipped)
     assert sorted(raw) == sorted(Params.model_fields)
     for name, model in schema.GROUPS.items():
-        assert sorted(raw[name]) == sorted(model.model_fields), f"params.yaml: {name} keys differ from the schema"
+        expected = sorted(set(model.model_fields) - ({"prices"} if name == "evolver" else set()))
+        assert sorted(raw[name]) == expected, f"params.yaml: {name} keys differ from the schema"
 
 
-def test_defaults_equal_the_shipped_params_yaml():
+def test_defaults_equal_the_shipped_params_yaml(shipped):
     """The schema's defaults are the paper's settings that params.yaml spells out."""
-    assert Params().model_dump(exclude={"evolver": {"prices"}}) == \
-        read_params(REPO / "params.yaml").model_dump(exclude={"evolver": {"prices"}})
+    assert Params().model_dump() == read_params(shipped).model_dump()
 
 
 @pytest.mark.parametrize("text", ["2e-5", "3e-05", "1e-4", "2.0e-5", "1E-4", "0.00002"])
@@ -175,12 +182,12 @@ def test_a_stage_prints_one_line_per_problem_and_exits_non_zero(tmp_path):
     ]
 
 
-def test_dvc_set_param_writes_floats_the_stages_read(tmp_path):
+def test_dvc_set_param_writes_floats_the_stages_read(tmp_path, shipped):
     """What `dvc exp run -S sft.learning_rate=3e-5` does to params.yaml (DVC's own code), then the schema."""
     from dvc.utils.hydra import apply_overrides
 
     path = tmp_path / "params.yaml"
-    shutil.copy(REPO / "params.yaml", path)
+    shutil.copy(shipped, path)
     apply_overrides(path, ["sft.learning_rate=3e-5", "evolver.rpm=100", "rounds=4"])
     text = path.read_text()
     assert "learning_rate: 3e-05" in text and "# The paper's settings" in text  # DVC's spelling, comments kept
@@ -189,13 +196,13 @@ def test_dvc_set_param_writes_floats_the_stages_read(tmp_path):
 
 
 @pytest.mark.slow
-def test_dvc_exp_run_set_param_learning_rate(tmp_path):
+def test_dvc_exp_run_set_param_learning_rate(tmp_path, shipped):
     """The real `dvc exp run -S sft.learning_rate=3e-5` in a git+DVC project, whose stage reads the
     value through the schema."""
     def sh(*cmd):
         return subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True, text=True).stdout
 
-    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    shutil.copy(shipped, tmp_path / "params.yaml")
     reader = "from evolinstruct.core.params import read_params; print(repr(read_params().sft.learning_rate))"
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"lr": {
         "cmd": f'{sys.executable} -c "{reader}" > lr.txt', "params": ["sft.learning_rate"], "outs": ["lr.txt"]}}}))
@@ -215,17 +222,17 @@ def evol(*args: str):
     return CliRunner().invoke(cli, list(args))
 
 
-def test_demo_set_is_checked_by_the_same_schema(tmp_path):
-    result = evol("demo", "--dir", str(tmp_path / "demo"), "--source", str(REPO), "--set", "nosuch.key=1")
+def test_demo_set_is_checked_by_the_same_schema(tmp_path, source):
+    result = evol("demo", "--dir", str(tmp_path / "demo"), "--source", str(source), "--set", "nosuch.key=1")
     assert result.exit_code == 1
     assert result.output.startswith("evol: error: --set: nosuch: unknown key (value {\"key\": 1}); known keys: rounds")
-    result = evol("demo", "--dir", str(tmp_path / "demo"), "--source", str(REPO), "--set", "sft.lerning_rate=1e-4")
+    result = evol("demo", "--dir", str(tmp_path / "demo"), "--source", str(source), "--set", "sft.lerning_rate=1e-4")
     assert result.output == "evol: error: --set: sft.lerning_rate: unknown key (value 0.0001); did you mean 'learning_rate'?\n"
     assert not (tmp_path / "demo").exists()  # refused before anything is built
 
 
-def test_demo_profile_and_overrides_merge_and_validate():
-    base = load_params(REPO / "params.yaml")
+def test_demo_profile_and_overrides_merge_and_validate(shipped):
+    base = load_params(shipped)
     profile = yaml.safe_load((REPO / "profiles/demo.yaml").read_text())
     merged = validate_layers([("params.yaml", base), ("profiles/demo.yaml", profile),
                               ("--set", {"sft": {"learning_rate": 3e-5}})])

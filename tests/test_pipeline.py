@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
 
 from evolinstruct.core.records import read_records
 from evolinstruct.demo.project import dvc_env, run_demo
@@ -32,9 +31,9 @@ def ran(output):
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, own_request_cache):
+def demo(tmp_path_factory, own_request_cache, source):
     project = tmp_path_factory.mktemp("demo") / "project"
-    run_demo(project, REPO)
+    run_demo(project, source)
     return project
 
 
@@ -89,10 +88,10 @@ def test_an_extra_round_sends_requests_for_that_round_only(demo):
     assert evolve[str(params["rounds"])]["requests_sent"] > 0, out
 
 
-def test_main_params_without_a_key_fail_at_once_with_one_clear_message(tmp_path, monkeypatch):
+def test_main_params_without_a_key_fail_at_once_with_one_clear_message(tmp_path, monkeypatch, source):
     (tmp_path / "data/seed").mkdir(parents=True)
     (tmp_path / "data/seed/seed.jsonl").write_text(json.dumps({"id": "a", "instruction": "i", "output": "o"}) + "\n")
-    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text((source / "params.yaml").read_text())
     env = {k: v for k, v in dvc_env().items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
     proc = subprocess.run([sys.executable, "-m", "evolinstruct.stages.evolve"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, committed
 
 from evolinstruct.demo.project import dvc_env
 
@@ -114,8 +114,8 @@ def project(tmp_path):
     root, site = tmp_path / "project", tmp_path / "site"
     root.mkdir()
     install(site, "1.0")
-    (root / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    (root / "dvc.yaml").write_text(committed("dvc.yaml"))
+    params = yaml.safe_load(committed("params.yaml"))  # as committed, whatever experiments left
     params["evolver"]["backend"] = "echo"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]

@@ -191,3 +191,36 @@ def test_hub_source_offline_is_one_line_without_retries(tmp_path):
     assert err.strip().splitlines() == [
         "seed: error: seed.source: hub data set nobody/no-such-seed-set is not in the local cache, and HF_HUB_OFFLINE=1 "
         "forbids downloading it (hint: load it once while online, or set seed.source to a local file under data/raw/)"]
+
+
+def test_records_over_max_chars_go_to_rejects_with_their_length(tmp_path, monkeypatch):
+    """A 300,000-character output would be cut short in SFT without a word: it is a reject instead
+    (default limit 20,000; the instruction with its input counts as one field)."""
+    huge = {"instruction": "Write a parser.", "input": "", "output": "x = 1\n" * 50_000}
+    long_input = {"instruction": "Sort this:", "input": "9 " * 10_000, "output": "sorted(data)"}
+    project(tmp_path, monkeypatch, "seeds.jsonl", jsonl(*GOOD, huge, long_input))
+    stage.main()
+    too_long = [r for r in rejects(tmp_path) if r["reason"] == "too_long"]
+    assert [(r["line"], r["field"], r["chars"]) for r in too_long] == [(21, "output", 299_999),
+                                                                       (22, "instruction", 20_010)]
+    assert "more than seed.max_chars 20,000" in too_long[0]["detail"]
+    assert len(read_records(tmp_path / "data/seed/seed.jsonl")) == 20
+    report = json.loads((tmp_path / "reports/seed.json").read_text())
+    assert report["rejected"]["by_reason"] == {"too_long": 2}
+
+
+def test_max_chars_zero_keeps_every_length(tmp_path, monkeypatch):
+    project(tmp_path, monkeypatch, "seeds.jsonl", jsonl(*GOOD[:2], {"instruction": "i", "output": "y" * 30_000}),
+            max_chars=0)
+    stage.main()
+    assert len(read_records(tmp_path / "data/seed/seed.jsonl")) == 3
+
+
+@pytest.mark.parametrize("line, expected", [
+    ('{"instruction": "tab\there", "output": "x"}', "invalid JSON: Invalid control character at column 21"),
+    ('{"instruction": "open', "invalid JSON: Unterminated string starting at column 17"),
+])
+def test_invalid_json_messages_say_at_once(tmp_path, monkeypatch, line, expected):
+    project(tmp_path, monkeypatch, "seeds.jsonl", jsonl(*GOOD, line))
+    stage.main()
+    assert [r["detail"] for r in rejects(tmp_path) if r["reason"] == "invalid_json"] == [expected]

@@ -189,6 +189,17 @@ def stats(project: Path, as_json: bool) -> None:
     click.echo(dumps(result) if as_json else render_statistics(result))
 
 
+@cli.command("experiments")
+@click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="The DVC project whose experiments to show.")
+def experiments_command(project: Path) -> None:
+    """One row per experiment (`dvc exp show`'s rows): rounds, heuristic family, pass@1 per
+    benchmark, and the evolved data's cost and requests; fits a screen however many params there are."""
+    from evolinstruct.cli.experiments import experiments, render
+
+    click.echo(render(experiments(project)))
+
+
 @cli.command("ablation-plot")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("plots/pass_at_1_by_rounds.png"),
               show_default=True, help="The PNG to write.")

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+
+
+def invalid_json(exc: json.JSONDecodeError) -> str:
+    """`invalid JSON: Expecting value at column 3`. Some of json's messages end in "at" already
+    ("Invalid control character at", "Unterminated string starting at"): not "at at"."""
+    return f"invalid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}"
 
 
 class EvolError(Exception):

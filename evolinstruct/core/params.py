@@ -74,6 +74,10 @@ class SeedParams(Group):
     max_invalid_share: float = Field(0.05, ge=0, le=1, description=(
         "With `skip`, a share of bad records above this stops the stage: it usually means a wrong field mapping "
         "rather than a few bad rows. Duplicates do not count."))
+    max_chars: int = Field(20000, ge=0, description=(
+        "A record whose instruction (with its input) or output is longer than this many characters goes to "
+        "`data/seed/rejects.jsonl` (reason `too_long`, with its length) instead of into the seed set; "
+        "0 = no limit."))
 
 
 class EvolverConfig(Group):
@@ -130,7 +134,8 @@ class EvolverConfig(Group):
     batch_poll_seconds: float = Field(30.0, gt=0, description="Batch mode: seconds between status polls.")
     batch_max_requests: int = Field(10000, ge=1, description="Batch mode: most requests per submitted batch.")
     prices: dict[str, dict[Literal["input", "output"], NonNegative]] = Field(default_factory=dict, description=(
-        "USD per million tokens, by model: `{model: {input: ..., output: ...}}`. Used for the cost metrics, "
+        "USD per million tokens, by model: `{model: {input: ..., output: ...}}`, over `prices.yaml` (where prices "
+        "belong: a change there reruns nothing, while this is a param of `evolve`). Used for the cost metrics, "
         "`evol estimate` and the budget cap. Check your provider's page; prices change."))
     cache: str = Field("", description=(
         "SQLite file of answered requests, so reruns, resumes and experiments never pay twice. Empty = "

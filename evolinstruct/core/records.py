@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evolinstruct.core.atomic import atomic_open
-from evolinstruct.core.errors import RecordError
+from evolinstruct.core.errors import RecordError, invalid_json
 
 #: Lifecycle of a record. A seed is round 0. An evolution is `kept` when every filter passed,
 #: `eliminated` when a filter rejected it, `failed` when a request for it never got an answer.
@@ -168,7 +168,7 @@ def iter_json_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
             try:
                 yield number, json.loads(text)
             except json.JSONDecodeError as exc:
-                raise RecordError(name, number, "<json>", f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+                raise RecordError(name, number, "<json>", invalid_json(exc)) from None
 
 
 def iter_records(path: str | os.PathLike[str]) -> Iterator[Record]:

@@ -85,6 +85,8 @@ def scaffold(project: Path, source: Path, overrides: Sequence[str] = ()) -> None
     project.mkdir(parents=True, exist_ok=True)
     _write_if_changed(project / "params.yaml", yaml.safe_dump(params, sort_keys=False))
     _write_if_changed(project / "dvc.yaml", (source / "dvc.yaml").read_text(encoding="utf-8"))
+    if (source / "prices.yaml").exists():  # cost figures only: not a stage param
+        _write_if_changed(project / "prices.yaml", (source / "prices.yaml").read_text(encoding="utf-8"))
     # plugins.lock.yaml is written by the pipeline's `plugins` stage, from the plugins installed here.
     seed_text = resources.files("evolinstruct").joinpath("demo_data/seed.jsonl").read_text(encoding="utf-8")
     seed_file = project / "data/raw/demo_seed.jsonl"
@@ -92,7 +94,7 @@ def scaffold(project: Path, source: Path, overrides: Sequence[str] = ()) -> None
     # dvc.yaml's eliminate and evaluate depend on the local benchmark files' folder.
     _write_if_changed(project / "data/benchmarks/README.md", "Local benchmark files (see docs/evaluation.md).\n")
     _write_if_changed(project / ".gitignore", "/.evolinstruct/\n")
-    for name, seed in (("tiny-evolver", 1), ("tiny-base", 2)):
+    for name, seed in (("evolver/tiny", 1), ("base/tiny", 2)):  # the folders dvc.yaml's evolve and sft depend on
         target = project / "models" / name
         if not (target / "config.json").exists():
             from evolinstruct.demo.tiny import build_tiny_model
@@ -108,7 +110,7 @@ def scaffold(project: Path, source: Path, overrides: Sequence[str] = ()) -> None
         run(["dvc", "config", "core.analytics", "false"], project)
         run(["dvc", "config", "core.autostage", "true"], project)
         # Tracked by DVC, so that `dvc exp run --queue` workspaces (temporary copies) have them too.
-        run(["dvc", "add", "-q", "models/tiny-evolver", "models/tiny-base"], project)
+        run(["dvc", "add", "-q", "models/evolver/tiny", "models/base/tiny"], project)
         run(["git", "add", "-A"], project)
         run(["git", "commit", "-q", "-m", "evolinstruct demo project"], project)
 

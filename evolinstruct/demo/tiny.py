@@ -41,7 +41,9 @@ def build_tiny_model(
     """Save a random-weight Llama-architecture model and its freshly trained tokenizer to `out_dir`."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # a one-shard "Writing model shards" bar is noise
     tokenizer = train_tokenizer(corpus, vocab_size)
     config = LlamaConfig(
         vocab_size=len(tokenizer),

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from evolinstruct.core import paths
 from evolinstruct.core.errors import EvolError
 from evolinstruct.core.params import Params
 from evolinstruct.core.records import Record, read_records
@@ -23,9 +24,9 @@ from evolinstruct.evolve.filters import Filter
 from evolinstruct.evolve.heuristics import Heuristic
 from evolinstruct.evolve.rounds import RoundStats
 from evolinstruct.evolve.stage import make_evolver
-from evolinstruct.llm.cost import price_for
+from evolinstruct.llm.cost import load_prices, price_for
 from evolinstruct.llm.dispatch import estimate_tokens
-from evolinstruct.llm.request_cache import RequestCache, cache_path, request_key
+from evolinstruct.llm.request_cache import open_cache, request_key
 from evolinstruct.llm.types import Completion, Sampling
 
 
@@ -68,7 +69,7 @@ class Estimate:
 
 
 def estimate(everything: Params, seed_path: Path, heuristics: Sequence[Heuristic], filters: Sequence[Filter],
-             version: str = "", growth: float = 1.3) -> Estimate:
+             version: str = "", growth: float = 1.3, answers: Path = paths.ANSWERS) -> Estimate:
     """Estimate the evolve stage configured by `everything` (the validated params.yaml) over the seed
     records in `seed_path`.
 
@@ -78,6 +79,7 @@ def estimate(everything: Params, seed_path: Path, heuristics: Sequence[Heuristic
     `growth` times longer, an answer as long as its seed's, a judge saying "Not Equal"), and
     every later request of that record counts as to pay. `heuristics` and `filters` are the
     plugin objects the stage would use, `version` its backend plugin's (part of the request keys).
+    The answer files pulled with the data (`answers`, data/answers/) count as cached: paid already.
     """
     rounds, config, params = everything.rounds, everything.evolver, everything.evolve
     if not seed_path.exists():
@@ -86,11 +88,10 @@ def estimate(everything: Params, seed_path: Path, heuristics: Sequence[Heuristic
     seeds = read_records(seed_path)
     sampling = Sampling.from_config(config)
     discount = config.batch_discount if config.mode == "batch" else 1.0
-    price = price_for(config.prices, config.model, discount)
+    price = price_for(load_prices(overrides=config.prices), config.model, discount)
     result = Estimate(config.backend, config.model, config.mode, len(seeds), price_known=price is not None,
                       budget_usd=config.budget_usd)
-    location = cache_path(config.cache)
-    cache = RequestCache(location) if location.exists() else None
+    cache = open_cache(config.cache, answers)
     evolver = make_evolver(None, params, heuristics=heuristics, filters=filters, backend=config.backend,
                            model=config.model)
     per_round = {k: RoundEstimate(round=k) for k in range(1, rounds + 1)}
@@ -109,7 +110,7 @@ def estimate(everything: Params, seed_path: Path, heuristics: Sequence[Heuristic
                 r.worst_completion_tokens += sampling.max_tokens
                 hit = None
                 if not projected and cache is not None:
-                    hit = cache.get(request_key(config.backend, config.model, sampling, prompt, k, version))
+                    hit = cache.get(request_key(config.backend, config.model, sampling, prompt, k, version, config.revision))
                 if hit is not None:
                     r.cached += 1
                     r.prompt_tokens += hit.prompt_tokens
@@ -165,8 +166,8 @@ def render(est: Estimate) -> str:
                      f"{r.completion_tokens:>11,} "
                      f"{money(r.cost_usd):>10} {money(r.worst_cost_usd):>10}")
     if not est.price_known:
-        lines.append(f"no price for model '{est.model}': add evolver.prices.{est.model}: {{input: ..., output: ...}} "
-                     "(USD per million tokens) to params.yaml")
+        lines.append(f"no price for model '{est.model}': add `{est.model}: {{input: ..., output: ...}}` "
+                     "(USD per million tokens) to prices.yaml")
     total = est.total()
     if est.budget_usd and total.worst_cost_usd is not None and total.worst_cost_usd > est.budget_usd:
         lines.append(f"evolver.budget_usd {est.budget_usd:.2f} may stop the run before it ends (worst case "

@@ -184,7 +184,10 @@ class RequestRunner:
         return (self.batch and self.backend.supports_batch) or self.local
 
     def key(self, prompt: str, sample: int) -> str:
-        return request_key(self.backend.name, self.model, self.sampling, prompt, sample, self.version)
+        key = request_key(self.backend.name, self.model, self.sampling, prompt, sample, self.version,
+                          self.backend.config.revision)
+        self.cache.expect(key, sample)  # its answer, once used, is exported with round `sample`
+        return key
 
     def _used(self, stats: RoundStats, completion: Completion) -> None:
         """Count an answer the output uses (sent now or cached) in the output's tokens and cost."""

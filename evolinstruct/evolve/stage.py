@@ -1,6 +1,7 @@
 """The evolve stage's work, given its params and its plugin objects: build the request runner,
-evolve the seed pool round by round, and write each round's file, the manifest, the metrics and
-the report. `stages/evolve.py` reads params.yaml once, picks the plugins, and calls `evolve_stage`.
+evolve the seed pool round by round, and write each round's file, the answers it used
+(data/answers/round_<k>.jsonl: read back first, so a clone that pulled them pays only for new
+rounds), the manifest, the metrics and the report. `stages/evolve.py` reads params.yaml once, picks the plugins, and calls `evolve_stage`.
 
 `build_runner` is the one place a request runner is assembled from `evolver` params (price,
 budget, control); the stage, `evol estimate` and `evolinstruct.testing` all use it.
@@ -24,8 +25,8 @@ from evolinstruct.evolve.filters import Filter
 from evolinstruct.evolve.heuristics import Heuristic
 from evolinstruct.evolve.rounds import Evolver, RequestRunner, RoundStats
 from evolinstruct.llm.backends import Backend
-from evolinstruct.llm.cost import Budget, price_for
-from evolinstruct.llm.request_cache import RequestCache, cache_path
+from evolinstruct.llm.cost import Budget, load_prices, price_for
+from evolinstruct.llm.request_cache import RequestCache, open_cache, prune_answers
 from evolinstruct.llm.types import Sampling
 
 log = logging.getLogger(__name__)
@@ -77,13 +78,13 @@ def build_runner(config: EvolverConfig, backend: Backend, cache: RequestCache, v
                  progress: EvolveProgress | None = None) -> RequestRunner:
     """The request runner for `evolver` params: sampling, price, budget cap, and the backend's
     control (concurrency, retries, limits, hedging: `dispatch.control_for`)."""
-    price = price_for(config.prices, config.model)
+    price = price_for(load_prices(overrides=config.prices), config.model)
     control = backend.control()
     if config.budget_usd > 0:
         if price is None:
-            raise ParamsError("params.yaml", f"evolver.prices.{config.model}",
+            raise ParamsError("prices.yaml", config.model,
                               "evolver.budget_usd is set but the model has no price",
-                              "add {input: ..., output: ...} in USD per million tokens")
+                              f"add `{config.model}: {{input: ..., output: ...}}` in USD per million tokens")
         control.budget = Budget(config.budget_usd, price)
     return RequestRunner(backend, cache, Sampling.from_config(config), control, price, progress, version)
 
@@ -102,7 +103,8 @@ async def evolve_rounds(params: Params, plugins: EvolvePlugins, progress: Evolve
     """Evolve the seed pool for `params.rounds` rounds, writing each round's file as soon as it is complete."""
     config, rounds = params.evolver, params.rounds
     pool = read_records(paths.SEED)
-    cache = RequestCache(cache_path(config.cache))
+    # The answers pulled with the data first: a teammate's clone replays the rounds it was built from.
+    cache = open_cache(config.cache, answers=paths.ANSWERS)
     progress = progress or EvolveProgress()
     try:
         runner = build_runner(config, plugins.backend, cache, plugins.version, progress)
@@ -110,11 +112,13 @@ async def evolve_rounds(params: Params, plugins: EvolvePlugins, progress: Evolve
 
         def finished(k: int, attempts: list, stats: RoundStats) -> None:
             write_records(round_path(paths.EVOLVED, k), attempts)
+            cache.export_round(paths.ANSWERS, k)  # what round k used, shared with the data (dvc push)
             progress.break_line()
             log.info("round %d: %d kept, %d eliminated, %d failed; %d requests sent (%d retries), %d cache hits, "
                      "$%.4f", k, stats.kept, stats.eliminated, stats.failed, stats.requests_sent, stats.retries,
                      stats.cache_hits, stats.cost_usd)
 
+        prune_answers(paths.ANSWERS, rounds)
         if rounds == 0:
             return []
         _, _, stats = await evolver.run(pool, 1, rounds, on_round=finished)

@@ -1,8 +1,10 @@
 """Prices, spend and the budget cap.
 
-Prices come from `evolver.prices` in params (USD per million input and output tokens, keyed by
-model), never from code, because they change more often than releases do. Batch mode applies
-`evolver.batch_discount` (the providers charge half).
+Prices come from `prices.yaml` in the project (USD per million input and output tokens, keyed by
+model), never from code, because they change more often than releases do. They are not a stage
+param: a new price reruns nothing (the cost figures of the next run use it). `evolver.prices` in
+params.yaml overrides a model's price (and, being a param, reruns evolve when it changes). Batch
+mode applies `evolver.batch_discount` (the providers charge half).
 
 The budget cap is enforced before a request is sent: each request reserves its worst case
 (estimated prompt tokens plus `max_tokens` of output) and settles to the actual usage when it is
@@ -14,7 +16,13 @@ on with whatever still fits.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from evolinstruct.core import paths
+from evolinstruct.core.errors import ParamsError
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,26 @@ class Price:
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.input + completion_tokens * self.output) / 1_000_000
+
+
+def load_prices(path: Path = paths.PRICES, overrides: Mapping[str, Mapping[str, float]] | None = None
+                ) -> dict[str, dict[str, float]]:
+    """The price table: `path` (prices.yaml; none when it does not exist), then `overrides`
+    (`evolver.prices` from params) by model. A bad entry is one line naming the file and key."""
+    import yaml
+    from pydantic import NonNegativeFloat, TypeAdapter, ValidationError
+
+    table: dict[str, dict[str, float]] = {}
+    if path.exists():
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            table = TypeAdapter(dict[str, dict[Literal["input", "output"], NonNegativeFloat]]).validate_python(data)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            key = ".".join(str(part) for part in error["loc"] if part != "[key]")
+            raise ParamsError(str(path), key or "(top)", f"{error['msg']} (value {error.get('input')!r})",
+                              "write `model: {input: USD, output: USD}` per million tokens") from None
+    return {**table, **{model: dict(entry) for model, entry in (overrides or {}).items()}}
 
 
 def price_for(prices: dict[str, dict[str, float]], model: str, discount: float = 1.0) -> Price | None:

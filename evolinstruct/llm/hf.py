@@ -7,6 +7,7 @@ A model is named by a local folder or a hub id; a hub id should come with a pinn
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,25 @@ def looks_like_path(value: str, root: str | os.PathLike[str] = ".") -> bool:
     return bool(first) and (Path(root) / first).is_dir()
 
 
+#: The folder each stage depends on in dvc.yaml for the local files a param names: a local model
+#: or benchmark file inside it is tracked by content (new weights rerun the stage); outside it,
+#: DVC cannot see it change.
+DEP_FOLDERS = {"sft.base_model": "models/base", "evolver.model": "models/evolver",
+               "eliminate.benchmark_options": "data/benchmarks", "evaluate.benchmark_options": "data/benchmarks"}
+
+
+def warn_untracked(param: str, path: str | os.PathLike[str]) -> None:
+    """Warn when a local file a stage reads lies outside the folder that stage depends on."""
+    folder = next((f for key, f in DEP_FOLDERS.items() if param == key or param.startswith(key + ".")), None)
+    if folder is None:
+        return
+    resolved, root = Path(path).expanduser().resolve(), (Path.cwd() / folder).resolve()
+    if not resolved.is_relative_to(root):
+        logging.getLogger(__name__).warning(
+            "%s: %s is outside %s/, which dvc.yaml lists as this stage's dependency, so `dvc repro` does not see "
+            "its files change; move it under %s/", param, path, folder, folder)
+
+
 def check_path(param: str, value: str) -> Path:
     """A param that can only be a local path (e.g. `benchmark_options.<name>.path`): it must exist."""
     path = Path(value).expanduser()
@@ -69,8 +89,10 @@ def check_source(param: str, value: str, revision: str = "") -> str:
             raise ParamsError("params.yaml", param, f"{value}: no such folder",
                               "it looks like a local path, so it is not looked up on the Hugging Face hub; "
                               "fix the path, or give a hub id as owner/name")
+        warn_untracked(param, value)
         return os.path.expanduser(value)
     if Path(value).exists():  # a folder named like a bare hub id ("gpt2") wins, as in transformers
+        warn_untracked(param, value)
         return value
     if hub_offline() and not in_hub_cache(value, revision):
         raise ParamsError("params.yaml", param,
@@ -96,7 +118,8 @@ def check_option_paths(prefix: str, options: Mapping[str, Mapping[str, Any]]) ->
     the stage before models load or other benchmarks run."""
     for name, option in options.items():
         if isinstance(option, Mapping) and option.get("path"):
-            check_path(f"{prefix}.{name}.path", str(option["path"]))
+            param = f"{prefix}.{name}.path"
+            warn_untracked(param, check_path(param, str(option["path"])))
 
 
 def load_hub_dataset(what: str, dataset_id: str, split: str, config: str | None = None,
