@@ -141,6 +141,18 @@ def fine_tune(params: SFTParams) -> None:
     trained = train(params)
     if trained.trainer.is_world_process_zero():
         write_outputs(params, trained)
+    end_processes(trained.trainer)
+
+
+def end_processes(trainer: Any) -> None:
+    """Every rank waits for the main one's outputs, then leaves the process group: a rank that
+    exits while DeepSpeed's or gloo's threads still run aborts ("terminate called without an
+    active exception") and fails the whole launch."""
+    import torch.distributed as dist
+
+    trainer.accelerator.wait_for_everyone()
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def train(params: SFTParams) -> Trained:
@@ -159,6 +171,8 @@ def train(params: SFTParams) -> Trained:
     # cpu=True on a CPU machine, or torchrun/accelerate's processes would not form one job there
     state = PartialState(cpu=not cuda)
     devices = state.num_processes
+    if not state.is_main_process:  # one copy of each line, from the main process
+        logging.getLogger("evolinstruct").setLevel(logging.WARNING)
     bf16_ok = cuda and torch.cuda.is_bf16_supported()
     half = cuda and params.precision != "fp32"
     dtype = (torch.bfloat16 if (params.precision == "bf16" or (params.precision == "auto" and bf16_ok))
