@@ -23,7 +23,7 @@ from evolinstruct.core.params import SFTParams
 
 log = logging.getLogger(__name__)
 #: Set by the launchers the stage may run under: their processes never start launchers of their own.
-LAUNCHER_ENV = ("WORLD_SIZE", "LOCAL_RANK", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+LAUNCHER_ENV = ("WORLD_SIZE", "LOCAL_RANK", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "EVOLINSTRUCT_SFT_LAUNCHED")
 STAGE_MODULE = "evolinstruct.stages.sft"
 
 
@@ -64,13 +64,16 @@ def launch_command(params: SFTParams, processes: int, gpus: int) -> list[str] | 
         cmd += ["--config_file", params.accelerate_config]
         if params.num_processes != "auto":
             cmd += ["--num_processes", str(processes)]
+    elif processes == 1:
+        # One process with DeepSpeed: accelerate refuses --multi_gpu below 2 processes, and its plain
+        # launcher sets no rank variables for DeepSpeed; torchrun (what accelerate runs) does.
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1",
+               "--master_port", str(free_port())]
     else:
         # torchrun's processes (accelerate's multi-GPU launcher), on GPUs or on CPU over gloo; DeepSpeed
         # is set up by the Trainer from sft.deepspeed, as under `torchrun ... --deepspeed`.
         cmd += ["--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
                 "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no"]
-        if processes == 1:
-            cmd.remove("--multi_gpu")  # accelerate refuses --multi_gpu with one process
     if params.deepspeed and not Path(params.deepspeed).is_file():
         raise EvolError(f"params.yaml: sft.deepspeed: {params.deepspeed}: no such file",
                         "configs/zero2.json and configs/zero3.json are in the repository")
@@ -92,7 +95,7 @@ def relaunch(params: SFTParams) -> bool:
             raise EvolError("params.yaml: sft.deepspeed: DeepSpeed is not installed", "make setup installs it")
     log.info("starting %s training processes: %s", processes if not params.accelerate_config else "the configured",
              " ".join(cmd[1:]))
-    env = {**os.environ}
+    env = {**os.environ, "EVOLINSTRUCT_SFT_LAUNCHED": "1"}  # its processes never launch again
     if not gpus:
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
     code = subprocess.run(cmd, env=env).returncode
