@@ -32,7 +32,13 @@ from evolinstruct.core.atomic import write_json
 from evolinstruct.core.errors import EvolError
 from evolinstruct.core.params import SFTParams
 from evolinstruct.core.plots import line_plot
-from evolinstruct.train.model import base_commit, check_quantization, load_for_training, lora_config, save_merged
+from evolinstruct.train.model import (
+    base_commit,
+    check_quantization,
+    load_for_training,
+    lora_config,
+    save_merged,
+)
 
 log = logging.getLogger("evolinstruct.stages.sft")
 #: Attention kernels that take padding-free rows without a dense mask (variable-length kernels):
@@ -165,7 +171,13 @@ def train(params: SFTParams) -> Trained:
     from evolinstruct.train.config import sft_config
     from evolinstruct.train.data import cached_tokenized
     from evolinstruct.train.live import LiveMetrics
-    from evolinstruct.train.trainer import BudgetTrainer, StepData, padded_collator, padding_free_collator, plan_memory
+    from evolinstruct.train.trainer import (
+        BudgetTrainer,
+        StepData,
+        padded_collator,
+        padding_free_collator,
+        plan_memory,
+    )
 
     cuda = torch.cuda.is_available()
     # cpu=True on a CPU machine, or torchrun/accelerate's processes would not form one job there
