@@ -235,7 +235,8 @@ def dvc_project(path):
 
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["sft"]
     (path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"sft": stage}}))
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"],
+                ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-qm", "x"]):
         subprocess.run(cmd, cwd=path, check=True, env=dvc_env())
     return dvc_env()
 

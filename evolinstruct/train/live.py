@@ -9,9 +9,12 @@ writes no dvc.yaml of its own (the stage declares these files) and makes no expe
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from transformers import TrainerCallback
+
+log = logging.getLogger(__name__)
 
 LIVE_DIR = "dvclive/sft"
 #: Trainer log key -> DVCLive metric name.
@@ -29,8 +32,13 @@ class LiveMetrics(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.is_world_process_zero and self.live is None:
             from dvclive import Live
+            from scmrepo.exceptions import SCMError
 
-            self.live = Live(self.directory, resume=self.resume, save_dvc_exp=False, dvcyaml=False, report=None)
+            try:
+                self.live = Live(self.directory, resume=self.resume, save_dvc_exp=False, dvcyaml=False, report=None)
+            except SCMError as exc:  # DVCLive 3.49 fails in a git repository without a commit
+                log.warning("no live metrics in %s (DVCLive: %s); the final metrics are written as usual",
+                            self.directory, exc)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
         if self.live is None or not logs or "loss" not in logs:
