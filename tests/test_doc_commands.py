@@ -43,6 +43,11 @@ ELSEWHERE = {
     "dvc plots diff": "tests/test_ablation.py::test_plots_diff_draws_pass_at_1_against_rounds",
     "git add -A && git commit": "tests/test_ablation.py (the baseline commit)",
     "accelerate launch": "tests/test_sft.py (accelerate launch of the stage; multi-GPU and DeepSpeed need GPUs)",
+    "dvc exp run -S sft.": "tests/test_sft.py::test_dvc_repro_with_two_processes_trains_the_one_process_loss_curve "
+                           "and tests/test_sft_deepspeed.py (2 CPU processes, ZeRO-2/3; every GPU and several "
+                           "machines need them)",
+    "python -m evolinstruct.stages.sft": "tests/test_sft.py (the stage's own command; a second machine's "
+                                         "half of a two-node run needs that machine)",
     "dvc exp run -S evaluate.protocol=custom": "tests/test_evaluate_stage.py::test_protocols_set_the_sampling_and_custom_is_the_only_way_to_choose_it "
                                                "(n=200 on the demo would take minutes; paper_sampled runs here)",
     **{prefix: "tests/test_team.py::test_the_readme_team_commands_share_paid_rounds_through_a_dvc_remote "

@@ -68,7 +68,8 @@ def tokenized_lengths(tiny_model, max_length=128):
 
 
 def test_full_fine_tuning_lowers_the_loss_and_the_model_reloads_and_generates(tmp_path, tiny_model):
-    path = project(tmp_path, tiny_model)
+    # packing: true packs with sdpa's dense block-diagonal mask (the default pads on a CPU, see below)
+    path = project(tmp_path, tiny_model, packing=True, extra_args={"max_grad_norm": 0.5, "adam_beta2": 0.95})
     err = finish(path)
     assert "attention sdpa keeps packed examples apart" in err
     assert "padding-free micro-batches of up to" in err and "8 examples per optimizer step" in err
@@ -87,6 +88,49 @@ def test_full_fine_tuning_lowers_the_loss_and_the_model_reloads_and_generates(tm
     assert metrics["tokens_per_s"] == pytest.approx(report["tokens_trained"] / report["wall_time_s"], rel=0.01)
     out = reload_and_generate(path)
     assert out.completion_tokens > 0
+    # TRL's resolved SFTConfig is saved with the model: the group's fields and the extra_args
+    saved = json.loads((path / "models/sft/sft_config.json").read_text())
+    assert saved["max_grad_norm"] == 0.5 and saved["adam_beta2"] == 0.95 and saved["learning_rate"] == 3e-3
+    assert saved["max_length"] == 128 and saved["dataset_kwargs"] == {"skip_prepare_dataset": True}
+    # DVCLive: one row per logged step, with the learning rate, grad norm and real tokens/s
+    live = path / "dvclive/sft"
+    rows = (live / "plots/metrics/loss.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == ["step", "loss"] and len(rows) == 25
+    assert [float(r.split("\t")[1]) for r in rows[1:]] == pytest.approx(curve, abs=1e-6)
+    summary = json.loads((live / "metrics.json").read_text())
+    assert summary["step"] == 24 and summary["loss"] == pytest.approx(curve[-1], abs=1e-6)
+    assert summary["tokens_per_s"] > 0 and summary["grad_norm"] > 0 and summary["learning_rate"] > 0
+    assert len((live / "plots/metrics/learning_rate.tsv").read_text().splitlines()) == 25
+
+
+def test_a_run_shorter_than_logging_steps_logs_its_last_step_and_warns_of_a_long_warmup(tmp_path, tiny_model):
+    """3 steps, logging every 10, warmup 5: the loss curve and final_loss still have step 3, the
+    warmup warning names both numbers, and on a CPU (no variable-length attention kernel) the
+    default pads instead of packing with a dense mask."""
+    path = project(tmp_path, tiny_model, max_steps=3, logging_steps=10, warmup_steps=5, save_steps=100)
+    err = finish(path)
+    assert "sft.warmup_steps=5 is longer than the run's 3 optimizer steps" in err
+    assert "padded micro-batches of examples of similar length: no variable-length attention kernel" in err
+    assert [row["step"] for row in json.loads((path / "plots/sft_loss.json").read_text())] == [3]
+    metrics = json.loads((path / "metrics/sft.json").read_text())
+    assert metrics["final_loss"] is not None and metrics["steps"] == 3 and metrics["padding_share"] > 0
+    assert json.loads((path / "dvclive/sft/metrics.json").read_text())["step"] == 3
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"max_grad_nrom": 1.0}, "sft.extra_args.max_grad_nrom: not a field of TRL's SFTConfig; did you mean "
+                             "'max_grad_norm'?"),
+    ({"learning_rate": 1e-4}, "sft.extra_args.learning_rate: the sft group sets SFTConfig.learning_rate; "
+                              "set sft.learning_rate instead"),
+    ({"gradient_accumulation_steps": 4}, "sft.extra_args.gradient_accumulation_steps: SFTConfig."
+                                         "gradient_accumulation_steps is set by the stage"),
+])
+def test_extra_args_are_checked_against_sftconfig_in_one_line(tmp_path, tiny_model, extra, message):
+    path = project(tmp_path, tiny_model, extra_args=extra)
+    code, err = finish_stage("sft", path)
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert code == 1 and len(lines) == 1 and message in lines[0], err[-2000:]
+    assert not (path / "models").exists()
 
 
 def test_lora_trains_adapters_only_and_saves_a_merged_model(tmp_path, tiny_model):
@@ -119,7 +163,7 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, tiny_mode
 
 def test_the_padded_fallback_trains_the_same_global_batches_to_the_same_loss(tmp_path, tiny_model):
     """packing: false pads (bucketed by length); same data and seed give the same loss curve."""
-    packed = project(tmp_path / "packed", tiny_model, max_steps=6, logging_steps=1)
+    packed = project(tmp_path / "packed", tiny_model, max_steps=6, logging_steps=1, packing=True)
     padded = project(tmp_path / "padded", tiny_model, max_steps=6, logging_steps=1, packing=False)
     finish(packed)
     err = finish(padded)
@@ -182,21 +226,39 @@ def test_the_stage_runs_unchanged_under_accelerate_launch(tmp_path, tiny_model):
     assert (path / "models/sft/config.json").exists()
 
 
-def test_two_processes_train_the_same_loss_curve_as_one(tmp_path, tiny_model):
-    """DDP over 2 CPU processes (gloo): each rank takes its share of every global batch and the loss is
-    normalised by the response tokens of the whole global batch, so the curve is the 1-process one."""
-    import sys
+def dvc_project(path):
+    """`path` as a DVC repository whose dvc.yaml is the project's own sft stage (data/merged stands in
+    for the upstream stages' output)."""
+    from conftest import REPO
 
+    from evolinstruct.demo.project import dvc_env
+
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["sft"]
+    (path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"sft": stage}}))
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"],
+                ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-qm", "x"]):
+        subprocess.run(cmd, cwd=path, check=True, env=dvc_env())
+    return dvc_env()
+
+
+@pytest.mark.slow
+def test_dvc_repro_with_two_processes_trains_the_one_process_loss_curve(tmp_path, tiny_model):
+    """`sft.num_processes: 2` under `dvc repro`: the stage starts itself under accelerate (DDP over 2
+    CPU processes, gloo); each rank takes its share of every global batch and the loss is normalised
+    by the response tokens of the whole global batch, so the curve is the 1-process one. dvc.yaml's
+    command is unchanged."""
     one = project(tmp_path / "one", tiny_model, max_steps=6, save_steps=100)
-    two = project(tmp_path / "two", tiny_model, max_steps=6, save_steps=100)
+    two = project(tmp_path / "two", tiny_model, max_steps=6, save_steps=100, num_processes=2)
     finish(one)
-    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "-m", "evolinstruct.stages.sft"], cwd=two, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    env = dvc_project(two)
+    proc = subprocess.run(["dvc", "repro", "sft"], cwd=two, env={**env, "TRANSFORMERS_VERBOSITY": "error"},
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "starting 2 training processes" in proc.stderr
     assert "8 examples per optimizer step over 2 device(s)" in proc.stderr
     assert losses(two) == pytest.approx(losses(one), abs=1e-4)
     report = json.loads((two / "reports/sft.json").read_text())
     assert report["world_size"] == 2
     assert report["tokens_trained"] == json.loads((one / "reports/sft.json").read_text())["tokens_trained"]
+    lock = yaml.safe_load((two / "dvc.lock").read_text())["stages"]["sft"]
+    assert lock["cmd"] == "python -m evolinstruct.stages.sft" and lock["params"]["params.yaml"]["sft"]["num_processes"] == 2

@@ -249,13 +249,28 @@ class SFTParams(Group):
     save_steps: int = Field(200, ge=1, description="Checkpoint every this many steps (an interrupted run resumes).")
     seed: int = Field(42, description="Training seed.")
     deepspeed: str = Field("", description="A DeepSpeed JSON config (`configs/zero2.json`, `configs/zero3.json`); "
-                                           "empty = none.")
+                                           "empty = none. The stage then starts itself under accelerate, even for one "
+                                           "process.")
+    num_processes: Annotated[int, Field(ge=1)] | Literal["auto"] = Field("auto", description=(
+        "Training processes on this machine: `auto` = one per visible GPU (1 on a CPU), or a number. Above 1 (or "
+        "with `deepspeed` / `accelerate_config`), the stage starts itself under `accelerate launch` (DDP, or "
+        "DeepSpeed) and waits for it, so `dvc repro` needs no launcher in dvc.yaml; under a launcher already, "
+        "it trains as the launcher's process."))
+    accelerate_config: str = Field("", description=(
+        "An accelerate config file (`accelerate config`) for several machines or a custom setup; the stage "
+        "starts itself with `accelerate launch --config_file <it>`. Empty = none."))
+    extra_args: dict[str, Any] = Field(default_factory=dict, description=(
+        "Further TRL `SFTConfig` fields (e.g. `max_grad_norm`, `adam_beta2`, `neftune_noise_alpha`), checked "
+        "against SFTConfig; the fields the `sft` group already sets are refused (set them in the group)."))
     attn_implementation: str = Field("", description=(
         "Attention kernel: empty = the fastest one that keeps packed examples apart (flash_attention_2, "
         "flex_attention, sdpa, eager, probed in that order), or a transformers name to use that one."))
-    packing: bool = Field(True, description=(
-        "Padding-free micro-batches (examples concatenated, position ids restarting per example) when an "
-        "attention path passes the probe that packed logits equal lone ones; false = length-bucketed padding."))
+    packing: bool | Literal["auto"] = Field("auto", description=(
+        "`auto` = padding-free micro-batches (examples concatenated, position ids restarting per example) where "
+        "the attention kernel takes variable-length rows without a dense mask (flash-attention varlen, "
+        "flex_attention) and passes the probe that packed logits equal lone ones, else length-bucketed padding "
+        "(faster than a dense block-diagonal mask); `true` = padding-free with any kernel that passes the probe "
+        "(sdpa, eager included); `false` = length-bucketed padding."))
     lora_r: int = Field(0, ge=0, description=(
         "LoRA rank; 0 = full fine-tuning (the paper's). With LoRA, `models/sft/` holds the merged model and "
         "the adapter is in `models/sft/adapter/`."))

@@ -272,3 +272,9 @@ def quiet_transformers() -> None:
     """Keep stage logs readable: no per-call advisory warnings from transformers."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # DeepSpeed (installed for the sft stage) warns that it fell back to its CPU accelerator each time
+    # transformers or accelerate imports it on a machine without a GPU; name the CPU up front.
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")

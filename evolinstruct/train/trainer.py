@@ -1,6 +1,6 @@
-"""The SFT training loop: transformers' Trainer, fed one optimizer step at a time.
+"""The SFT training loop: TRL's SFTTrainer, fed one optimizer step at a time.
 
-The Trainer keeps what it does well (optimizer, schedule, mixed precision, DeepSpeed/DDP through
+SFTTrainer (configured by an SFTConfig, evolinstruct.train.config) keeps what it does well (optimizer, schedule, mixed precision, DeepSpeed/DDP through
 accelerate, checkpoints and resume, logging without per-step host syncs). What changes is the
 unit it iterates over: each item of the dataloader is a whole optimizer step, i.e. this rank's
 token-budget micro-batches of one global batch (evolinstruct.train.batching), so the number of
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainerCallback
+from transformers import TrainerCallback
+from trl import SFTTrainer
 
 from evolinstruct.train.batching import Step, plan_epoch
 from evolinstruct.train.data import IGNORE
@@ -126,15 +127,21 @@ class EpochPlan(TrainerCallback):
         self.data.set_epoch(state.global_step // max(1, len(self.data)))
 
 
-class BudgetTrainer(Trainer):
-    """A Trainer whose dataloader yields whole steps (see the module docstring)."""
+class BudgetTrainer(SFTTrainer):
+    """An SFTTrainer whose dataloader yields whole steps (see the module docstring).
+
+    It gets the tokenized `datasets.Dataset` as its train dataset (`skip_prepare_dataset`: the stage
+    tokenized it already, in the paper's format) and `step_data`, the step plan over it, which its
+    dataloader serves."""
 
     def __init__(self, *args: Any, step_data: StepData, dataloader_workers: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.step_data, self.workers = step_data, dataloader_workers
         self.tally = Tally()
         self._flops_per_token = 6 * self.model.num_parameters(exclude_embeddings=True)
+        self._last_log = (0, 0.0)  # (real tokens, wall clock) at the previous log
         self.add_callback(EpochPlan(step_data))
+        self.add_callback(LogLastStep())
 
     def get_train_dataloader(self) -> torch.utils.data.DataLoader:
         # batch_size=1 and an unwrapping collate keep a batch sampler, which resume's skip needs.
@@ -145,6 +152,18 @@ class BudgetTrainer(Trainer):
 
     def floating_point_ops(self, inputs: dict) -> int:
         return self._flops_per_token * inputs["real_tokens"] // self.accelerator.num_processes
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Adds the real (non-padding) tokens per second since the previous log, from the plan's
+        counts: no device sync."""
+        if "loss" in logs and self.tally.started is not None:
+            now = time.monotonic()
+            tokens, since = self._last_log
+            since = since or self.tally.started
+            if now > since:
+                logs["tokens_per_s"] = round((self.tally.real_tokens - tokens) / (now - since), 1)
+            self._last_log = (self.tally.real_tokens, now)
+        super().log(logs, start_time)
 
     def training_step(self, model: Any, inputs: dict, num_items_in_batch: Any = None) -> torch.Tensor:
         if self.tally.started is None:
@@ -163,7 +182,8 @@ class BudgetTrainer(Trainer):
                 self.accelerator.backward(loss)
 
         micro = [self._prepare_inputs(batch) for batch in inputs["micro_batches"]]
-        with self.compute_loss_context_manager():
+        # SFTTrainer's activation offloading (SFTConfig.activation_offloading) wraps the step as in its own
+        with self.maybe_activation_offload_context, self.compute_loss_context_manager():
             loss = accumulate_gradients(model, micro, inputs["response_tokens"], backward,
                                         scale=self.accelerator.num_processes)
         self.tally.real_tokens += inputs["real_tokens"]
@@ -171,6 +191,15 @@ class BudgetTrainer(Trainer):
         self.tally.examples += inputs["examples"]
         self.tally.steps += 1
         return loss
+
+
+class LogLastStep(TrainerCallback):
+    """Logs the last step whatever `logging_steps` is, so that a run shorter than it (or ending
+    between two logs) still has its final loss in the curve and in `final_loss`."""
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.max_steps and state.global_step >= state.max_steps:
+            control.should_log = True
 
 
 def _only(items: list) -> Any:
