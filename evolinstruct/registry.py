@@ -416,23 +416,18 @@ class Registry:
         return ", ".join(f"{d}=={v}" for d, v in sorted(dists.items()))
 
 
-def prepare(stage: str | Iterable[str], params_path: str | os.PathLike[str] = "params.yaml",
+def prepare(stage: str, params_path: str | os.PathLike[str] = "params.yaml",
             lock_path: str | os.PathLike[str] = LOCK_FILE, params: Any = None) -> Registry:
-    """For the stage `stage` (or, the older form, a stage using plugins of the given kinds): the
-    registry with the `plugins` params group validated and passed to the plugins, after checking
-    the plugins it uses against its section of the lock file. `params`: the validated params when
-    the stage has read them already (else read from `params_path`)."""
+    """For the stage `stage`: the registry with the `plugins` params group validated and passed to
+    the plugins, after checking the plugins it uses against its section of the lock file.
+    `params`: the validated params when the stage has read them already (else read from
+    `params_path`)."""
     from evolinstruct.core.params import read_params
 
     params = params if params is not None else read_params(params_path)
     registry = get_registry()
     registry.configure(params.plugins, str(params_path))
-    if isinstance(stage, str):
-        stages = [stage]
-    else:
-        kinds = set(stage)
-        stages = [name for name in plugin_lock.STAGES if kinds & set(plugin_lock.KINDS[name])]
-    plugin_lock.check(lock_path, stages, params, registry)
+    plugin_lock.check(lock_path, [stage], params, registry)
     return registry
 
 

@@ -3,22 +3,20 @@ them, run them in the sandbox, and score pass@k (`evolinstruct.evaluate.run`, wh
 protocols, the post-processing modes and the outputs).
 
 Params: the `evaluate` group (and `rounds`, `evolve.family` to place the run in the ablation plot);
-the `plugins` group for the benchmark plugins.
+its section of plugins.lock.yaml records the benchmark plugins, their versions and params.
 """
 
 from __future__ import annotations
 
-from evolinstruct.core.params import DEFAULT_PARAMS, read_params
+from evolinstruct.core.params import read_params
 from evolinstruct.core.stage import run_stage
 from evolinstruct.evaluate.run import Ablation, evaluate
-from evolinstruct.registry import LOCK_FILE, get_registry
+from evolinstruct.registry import prepare
 
 
 def main() -> None:
     params = read_params()  # once: every value below comes from this one read
-    registry = get_registry()
-    registry.configure(params.plugins, str(DEFAULT_PARAMS))
-    registry.check_lock(LOCK_FILE, ("benchmark",))
+    registry = prepare("evaluate", params=params)  # the benchmark plugins, checked against the lock
     evaluate(params.evaluate, Ablation(params.rounds, params.evolve.family), registry)
 
 

@@ -28,9 +28,6 @@ from evolinstruct.llm.backends import Backend
 from evolinstruct.llm.request_cache import RequestCache
 from evolinstruct.registry import Registry, get_registry, prepare
 
-#: The kinds of plugin object this stage uses: its entries in plugins.lock.yaml (see dvc.yaml).
-PLUGIN_KINDS = ("backend", "heuristic", "filter")
-
 
 def heuristics_for(params: EvolveParams) -> list[Heuristic]:
     """The registered heuristics of the configured family, with the weights checked."""
@@ -62,8 +59,8 @@ def plugins_for(params: Params, registry: Registry) -> EvolvePlugins:
 
 
 def main() -> None:
-    registry = prepare(PLUGIN_KINDS)
-    params = read_params()
+    params = read_params()  # once: every value below comes from this one read
+    registry = prepare("evolve", params=params)
     evolve_stage(params, plugins_for(params, registry))
 
 
