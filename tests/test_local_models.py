@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, committed
+from conftest import REPO, committed, stand_in_outputs
 
 from evolinstruct.demo.project import dvc_env
 from evolinstruct.llm.backends import Sampling
@@ -46,16 +46,7 @@ def test_new_weights_or_benchmark_files_make_dvc_status_list_exactly_the_stages_
     params["evolver"].update(backend="transformers", model="models/evolver/tiny")
     params["sft"]["base_model"] = "models/base/tiny"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].values():
-        for section in ("deps", "outs", "metrics", "plots"):
-            for item in stage.get(section, []):
-                path = root / (item if isinstance(item, str) else next(iter(item)))
-                if path.suffix:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_text("{}" if path.suffix == ".json" else "x\n")
-                else:
-                    path.mkdir(parents=True, exist_ok=True)
-                    (path / "placeholder").write_text("x\n")
+    stand_in_outputs(root)
     fake_model(root / "models/base/tiny", b"base weights v1")
     fake_model(root / "models/evolver/tiny", b"evolver weights v1")
     (root / "data/benchmarks/mbpp.jsonl").write_text('{"task_id": 11}\n')

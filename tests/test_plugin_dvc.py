@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, committed
+from conftest import REPO, committed, stand_in_outputs
 
 from evolinstruct.demo.project import dvc_env
 
@@ -118,17 +118,7 @@ def project(tmp_path):
     params = yaml.safe_load(committed("params.yaml"))  # as committed, whatever experiments left
     params["evolver"]["backend"] = "echo"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    for stage in stages.values():
-        for section in ("deps", "outs", "metrics", "plots"):
-            for item in stage.get(section, []):
-                path = root / (item if isinstance(item, str) else next(iter(item)))
-                if path.suffix:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_text("{}" if path.suffix == ".json" else "x\n")
-                else:
-                    path.mkdir(parents=True, exist_ok=True)
-                    (path / "placeholder").write_text("x\n")
+    stand_in_outputs(root)
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
         run(root, site, *cmd)
     run(root, site, "dvc", "repro", "-s", "-q", "plugins")

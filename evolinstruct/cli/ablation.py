@@ -55,15 +55,19 @@ def points_from_rows(rows: list[dict]) -> list[AblationPoint]:
     return points
 
 
-def ablation_points(project: str | os.PathLike[str] = ".") -> list[AblationPoint]:
+def exp_rows(project: str | os.PathLike[str] = ".") -> list[dict]:
+    """`dvc.api.exp_show` of `project` (one flat dict per experiment), or one line saying why not."""
     import dvc.api
 
     try:
-        rows = dvc.api.exp_show(repo=str(project))
+        return dvc.api.exp_show(repo=str(project))
     except Exception as exc:  # DVC raises its own errors for "not a DVC repository" and friends
         raise EvolError(f"{project}: could not read experiments: {exc}",
                         "run it in the DVC project, after `dvc exp run` (see docs/experiments.md)") from None
-    points = points_from_rows(rows)
+
+
+def ablation_points(project: str | os.PathLike[str] = ".") -> list[AblationPoint]:
+    points = points_from_rows(exp_rows(project))
     if not points:
         raise EvolError(f"{project}: no experiment has a pass@1 metric yet",
                         "run the pipeline through `evaluate` first (`dvc repro` or `dvc exp run`)")

@@ -12,8 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from evolinstruct.cli.ablation import PASS_AT_1, _number
-from evolinstruct.core.errors import EvolError
+from evolinstruct.cli.ablation import PASS_AT_1, _number, exp_rows
 
 #: The experiment column is cut to this many characters (DVC's names are short; branch names may not be).
 NAME_WIDTH = 28
@@ -78,11 +77,5 @@ def render(rows: list[Row]) -> str:
 
 
 def experiments(project: str | os.PathLike[str] = ".") -> list[Row]:
-    import dvc.api
-
-    try:
-        exp_rows = dvc.api.exp_show(repo=str(project))
-    except Exception as exc:  # DVC raises its own errors for "not a DVC repository" and friends
-        raise EvolError(f"{project}: could not read experiments: {exc}",
-                        "run it in the DVC project (see docs/experiments.md)") from None
-    return rows_from(exp_rows)
+    """One row per experiment of the DVC project `project`, in DVC's order."""
+    return rows_from(exp_rows(project))
