@@ -39,6 +39,9 @@ def build_tiny_model(
     layers: int = 2,
 ) -> Path:
     """Save a random-weight Llama-architecture model and its freshly trained tokenizer to `out_dir`."""
+    from evolinstruct.llm.hf import quiet_transformers
+
+    quiet_transformers()  # before transformers imports DeepSpeed: no "Setting accelerator to CPU" line
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.utils import logging as transformers_logging
