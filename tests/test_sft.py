@@ -235,6 +235,10 @@ def dvc_project(path):
 
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["sft"]
     (path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"sft": stage}}))
+    # The stage's dep for a local base model; the repository ships it with a README (here the tiny
+    # model stays where the session fixture built it).
+    (path / "models/base").mkdir(parents=True, exist_ok=True)
+    (path / "models/base/README.md").write_text("local base models\n")
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"],
                 ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-qm", "x"]):
         subprocess.run(cmd, cwd=path, check=True, env=dvc_env())
