@@ -22,6 +22,9 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from loopback import long_line  # noqa: E402  (the one-line answers the evolve bench's server writes too)
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"
 SIZES = (10_000, 20_000, 40_000, 80_000)
@@ -42,16 +45,6 @@ def base_records() -> list[tuple[str, str]]:
     verbs, things = ["Write", "Create", "Implement", "Design"], ["a function", "a class", "a script", "a query"]
     return [(f"{rng.choice(verbs)} {rng.choice(things)} that solves task {i} about lists of size {rng.randint(1, 99)}.",
              f"def task_{i}(xs):\n    return sorted(xs)[:{i % 7}]") for i in range(2000)]
-
-
-def long_line(rng: random.Random, chars: int = 20_000) -> str:
-    """One line without a full stop: a dictionary literal of made-up fields."""
-    parts, size = [], 0
-    while size < chars:
-        part = f"{rng.choice(NAMES)}_{rng.randint(0, 99999)}: {rng.randint(0, 10**6)}"
-        parts.append(part)
-        size += len(part) + 2
-    return ("data = {" + ", ".join(parts))[: chars - 1] + "}"
 
 
 def build_project(folder: Path, total: int, long_share: float = 0.0) -> None:
