@@ -108,9 +108,12 @@ def make_project(root: Path, url: str, overrides: dict) -> None:
                                        **overrides},
               "evolve": {"family": "code", "seed": 42}, "plugins": {}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    if (REPO / "plugins.lock.yaml").exists():  # the stage checks the installed plugins against it
-        shutil.copy(REPO / "plugins.lock.yaml", root / "plugins.lock.yaml")
+    (root / "models/evolver").mkdir(parents=True)  # the stage's dep for a local evolver model (none here)
     write_records(root / "data/seed/seed.jsonl", seeds())
+    # The lock file the stage checks the installed plugins against, as dvc.yaml's `plugins` stage
+    # writes it, before the timed run.
+    subprocess.run([sys.executable, "-m", "evolinstruct.cli.main", "plugins", "--lock"], cwd=root, check=True,
+                   capture_output=True)
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         subprocess.run(cmd, cwd=root, check=True, env=env(root / "cache.sqlite"))
 

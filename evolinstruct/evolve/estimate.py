@@ -26,7 +26,7 @@ from evolinstruct.evolve.rounds import RoundStats
 from evolinstruct.evolve.stage import make_evolver
 from evolinstruct.llm.cost import load_prices, price_for
 from evolinstruct.llm.dispatch import estimate_tokens
-from evolinstruct.llm.request_cache import open_cache, request_key
+from evolinstruct.llm.request_cache import model_identity, open_cache, request_key
 from evolinstruct.llm.types import Completion, Sampling
 
 
@@ -94,6 +94,7 @@ def estimate(everything: Params, seed_path: Path, heuristics: Sequence[Heuristic
     cache = open_cache(config.cache, answers)
     evolver = make_evolver(None, params, heuristics=heuristics, filters=filters, backend=config.backend,
                            model=config.model)
+    model = model_identity(config.model, config.revision)  # once: a local model's hash reads its files
     per_round = {k: RoundEstimate(round=k) for k in range(1, rounds + 1)}
     to_pay = {k: [0, 0] for k in per_round}  # prompt and completion tokens of the requests still to pay
 
@@ -110,7 +111,7 @@ def estimate(everything: Params, seed_path: Path, heuristics: Sequence[Heuristic
                 r.worst_completion_tokens += sampling.max_tokens
                 hit = None
                 if not projected and cache is not None:
-                    hit = cache.get(request_key(config.backend, config.model, sampling, prompt, k, version, config.revision))
+                    hit = cache.get(request_key(config.backend, model, sampling, prompt, k, version))
                 if hit is not None:
                     r.cached += 1
                     r.prompt_tokens += hit.prompt_tokens

@@ -41,7 +41,7 @@ from evolinstruct.llm.backends import Backend, Completion, RequestInfo, Sampling
 from evolinstruct.llm.batching import run_batches
 from evolinstruct.llm.cost import BudgetExhausted, Price
 from evolinstruct.llm.dispatch import Control, FatalRequestError, Sender, Stopped, estimate_tokens
-from evolinstruct.llm.request_cache import RequestCache, request_key
+from evolinstruct.llm.request_cache import RequestCache, model_identity, request_key
 
 
 @dataclass
@@ -162,6 +162,9 @@ class RequestRunner:
                  progress: EvolveProgress | None = None, version: str = "") -> None:
         self.backend, self.cache, self.sampling = backend, cache, sampling
         self.model = backend.config.model
+        #: What request keys say about the model (a local folder's content hash: computed once per
+        #: run, not per request, since hashing reads every file's size and time).
+        self.model_identity = model_identity(self.model, backend.config.revision)
         #: The backend plugin's distribution and version (`Registry.version_key`), part of every
         #: request key: a fixed plugin must not be served its old answers.
         self.version = version
@@ -184,8 +187,7 @@ class RequestRunner:
         return (self.batch and self.backend.supports_batch) or self.local
 
     def key(self, prompt: str, sample: int) -> str:
-        key = request_key(self.backend.name, self.model, self.sampling, prompt, sample, self.version,
-                          self.backend.config.revision)
+        key = request_key(self.backend.name, self.model_identity, self.sampling, prompt, sample, self.version)
         self.cache.expect(key, sample)  # its answer, once used, is exported with round `sample`
         return key
 

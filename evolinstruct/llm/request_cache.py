@@ -123,7 +123,9 @@ def request_key(backend: str, model: str, sampling: Sampling, prompt: str, sampl
     """The cache key of one request. `version` is the distribution and version of the backend's
     plugin ("evolinstruct 0.1.0"), so upgrading a backend plugin never serves the old version's
     answers; it is left out of the hash when empty (backends no plugin registered). `model` goes
-    in through `model_identity`: a local model's content, a hub model's pinned `revision`."""
+    in through `model_identity`: a local model's content, a hub model's pinned `revision` (an
+    identity `model_identity` returned passes through unchanged, so callers that make many keys
+    compute it once and pass it as `model`)."""
     request = {"backend": backend, "model": model_identity(model, revision), "sampling": sampling.to_json(),
                "prompt": prompt, "sample": sample}
     if version:
