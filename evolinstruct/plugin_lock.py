@@ -29,8 +29,6 @@ from evolinstruct.core.errors import PluginError
 LOCK_FILE = "plugins.lock.yaml"
 #: The stages that use plugin objects: their sections of the lock file.
 STAGES = ("evolve", "eliminate", "evaluate")
-#: The kinds of plugin object each stage uses (for stages that still name kinds).
-KINDS = {"evolve": ("backend", "heuristic", "filter"), "eliminate": ("benchmark",), "evaluate": ("benchmark",)}
 
 
 def uses(stage: str, params: Any, registry: Any) -> list[tuple[str, str]]:
